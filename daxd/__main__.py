@@ -1,0 +1,3 @@
+from daxd.cli import main
+
+main()

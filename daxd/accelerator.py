@@ -1,0 +1,482 @@
+"""All cache policy, in one place, for every front end.
+
+Theory of operation: :meth:`Accelerator.plan` turns one DynamoDB operation
+into a generator (a *plan*). The plan looks in the cache and, when it needs
+DynamoDB, yields a :class:`~daxd.messages.Call`; the driver performs it and
+sends the response body back in (or throws the upstream's error in). The
+plan's return value is the :class:`~daxd.messages.Response` for the caller.
+The plan does no I/O and reads no clock but the injected timer, so the same
+policy runs under the node's asyncio driver and the in-process synchronous
+driver (:mod:`daxd.drivers`), and tests can step through it by hand.
+
+Policy, briefly (docs/consistency.md has the contract):
+- eventually consistent GetItem/BatchGetItem/Query/Scan are served from the
+  item and query caches; misses are fetched and filled, guarded by generation
+  tokens so a fill never stores a value older than a write it raced with;
+- ``ConsistentRead`` reads, TransactGetItems and everything else are forwarded;
+- writes are forwarded; after DynamoDB acknowledged them the new image (or a
+  negative entry) replaces the item and the affected queries are invalidated;
+  a failed write evicts what it named;
+- a key or partition changed in the last ``consistent_window`` seconds is
+  refilled with ``ConsistentRead`` so a lagging replica cannot bring back the
+  pre-write value.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from daxd.cache.generations import Generations
+from daxd.cache.item_cache import ItemCache
+from daxd.cache.query_cache import QueryCache
+from daxd.cache.store import Store
+from daxd.messages import Call, Response
+from daxd.model import keys
+from daxd.model.errors import AccessDeniedException, DaxdError, ResourceNotFoundException, ValidationException
+from daxd.model.expressions import legacy_partition_value, partition_value
+from daxd.model.keys import TableSchema
+from daxd.model.values import normalize_item
+from daxd.observability import Metrics
+
+Plan = Generator[Call, bytes, Response]
+#: A sub-plan that performs one upstream call and returns its body.
+Fetch = Generator[Call, bytes, bytes]
+
+#: Control-plane operations refused by ``--control-plane read-only``.
+MUTATING_CONTROL_PLANE = frozenset({
+    "CreateTable", "UpdateTable", "DeleteTable", "UpdateTimeToLive", "TagResource", "UntagResource",
+    "CreateBackup", "DeleteBackup", "RestoreTableFromBackup", "RestoreTableToPointInTime",
+    "CreateGlobalTable", "UpdateGlobalTable", "UpdateGlobalTableSettings", "UpdateContinuousBackups",
+    "UpdateContributorInsights", "EnableKinesisStreamingDestination", "DisableKinesisStreamingDestination",
+    "UpdateKinesisStreamingDestination", "UpdateTableReplicaAutoScaling", "ImportTable",
+    "ExportTableToPointInTime", "PutResourcePolicy", "DeleteResourcePolicy",
+})
+_FLUSHING_CONTROL_PLANE = frozenset({"UpdateTable", "DeleteTable", "RestoreTableFromBackup",
+                                     "RestoreTableToPointInTime"})
+_PARTIQL = frozenset({"ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction"})
+#: Request fields that change a Query/Scan response only by adding ConsumedCapacity.
+_NOT_IN_QUERY_KEY = ("ReturnConsumedCapacity",)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CacheSettings:
+    """Cache policy knobs; each mirrors a ``daxd serve`` flag."""
+
+    item_ttl: float = 300.0
+    query_ttl: float = 300.0
+    cache_size: int = 1 << 30
+    #: Seconds after a write during which refills use ConsistentRead.
+    consistent_window: float = 5.0
+    read_only_control_plane: bool = False
+    #: Only these tables are cached (None: all).
+    tables: frozenset[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.item_ttl < 0 or self.query_ttl < 0:
+            raise ValueError("TTLs must be >= 0 seconds")
+        if self.cache_size <= 0:
+            raise ValueError("cache_size must be > 0 bytes")
+        if self.consistent_window < 0:
+            raise ValueError("consistent_window must be >= 0 seconds")
+
+
+def dumps(value: Any) -> bytes:
+    return orjson.dumps(value)
+
+
+class Accelerator:
+    """Cache policy. Single-owner: drive it from one thread or one event loop."""
+
+    def __init__(self, settings: CacheSettings | None = None, *,
+                 timer: Callable[[], float] = time.monotonic, metrics: Metrics | None = None) -> None:
+        self.settings = settings or CacheSettings()
+        self.timer = timer
+        self.store: Store[tuple[Any, ...], Any] = Store(self.settings.cache_size, timer=timer)
+        flushes = Generations()
+        self.flushes = flushes
+        self.items = ItemCache(self.store, ttl=self.settings.item_ttl, flushes=flushes, timer=timer)
+        self.queries = QueryCache(self.store, ttl=self.settings.query_ttl, flushes=flushes, timer=timer)
+        self.schemas: dict[str, TableSchema] = {}
+        self.metrics = metrics or Metrics()
+        self.metrics.watch_store(self.store)
+        self._handlers: dict[str, Callable[[dict[str, Any], bytes | None], Plan]] = {
+            "GetItem": self._get_item,
+            "BatchGetItem": self._batch_get_item,
+            "Query": self._query,
+            "Scan": self._query,
+            "PutItem": self._put_item,
+            "UpdateItem": self._update_item,
+            "DeleteItem": self._delete_item,
+            "BatchWriteItem": self._batch_write_item,
+            "TransactWriteItems": self._transact_write_items,
+        }
+
+    # -- entry points -------------------------------------------------------
+
+    def plan(self, operation: str, request: dict[str, Any], raw: bytes | None = None) -> Plan:
+        """The plan for one operation. ``raw`` is the request's JSON if the caller has it."""
+        handler = self._handlers.get(operation)
+        if handler is not None:
+            return handler(request, raw)
+        return self._control(operation, request, raw)
+
+    def flush(self, table: str | None = None) -> int:
+        """Drop cached entries (of one table, or all); how many were dropped."""
+        now = self.timer()
+        tables = {table} if table else self._known_tables()
+        for name in tables:
+            self.flushes.bump(name, now)
+            self.schemas.pop(name, None)
+        if table is None:
+            count = len(self.store)
+            self.store.clear()
+            return count
+        return self.store.remove_where(lambda k: k[1] == table)
+
+    def _known_tables(self) -> set[str]:
+        return {k[1] for k in self.store} | set(self.schemas)
+
+    # -- reads --------------------------------------------------------------
+
+    def _get_item(self, req: dict[str, Any], raw: bytes | None) -> Plan:
+        table = _table(req)
+        if req.get("ConsistentRead") is True or not self._cached(table):
+            return (yield from self._forward("GetItem", req, raw))
+        key = keys.canonical_key(req.get("Key"))
+        projection = _projection(req)
+        hit = self.items.get(table, key, projection)
+        if hit is not None:
+            self.metrics.item_hit(table)
+            return _item_response(hit.item, table, req.get("ReturnConsumedCapacity"))
+        self.metrics.item_miss(table)
+        token = self.items.token(table, key)
+        if self.items.changed_since(table, key, self._window_start()):
+            req, raw = {**req, "ConsistentRead": True}, None
+        body = yield from self._send("GetItem", req, raw, shared=True)
+        data = orjson.loads(body)
+        item = data.get("Item")
+        self.items.fill(table, key, projection, None if item is None else dumps(item), token)
+        return Response(body=body, data=data)
+
+    def _batch_get_item(self, req: dict[str, Any], raw: bytes | None) -> Plan:
+        request_items = req.get("RequestItems")
+        if not isinstance(request_items, dict) or not request_items:
+            return (yield from self._forward("BatchGetItem", req, raw))
+        found: dict[str, list[bytes]] = {}
+        misses: dict[str, dict[str, Any]] = {}
+        tokens: dict[tuple[str, bytes], tuple[int, int]] = {}
+        since = self._window_start()
+        for table, spec in request_items.items():
+            found[table] = []
+            if not isinstance(spec, dict) or spec.get("ConsistentRead") is True or not self._cached(table):
+                misses[table] = spec
+                continue
+            projection = _projection(spec)
+            missing: list[Any] = []
+            for key_av in spec.get("Keys") or ():
+                key = keys.canonical_key(key_av)
+                hit = self.items.get(table, key, projection)
+                if hit is None:
+                    self.metrics.item_miss(table)
+                    tokens[(table, key)] = self.items.token(table, key)
+                    missing.append(key_av)
+                else:
+                    self.metrics.item_hit(table)
+                    if hit.item is not None:
+                        found[table].append(hit.item)
+            if missing:
+                misses[table] = {**spec, "Keys": missing}
+                if any(self.items.changed_since(table, keys.canonical_key(k), since) for k in missing):
+                    misses[table]["ConsistentRead"] = True
+        if not misses:
+            return Response(body=_batch_get_body(found))
+        upstream_req = {**req, "RequestItems": misses}
+        data = orjson.loads((yield from self._send("BatchGetItem", upstream_req, None)))
+        for table, spec in misses.items():
+            if not isinstance(spec, dict) or not any(t == table for t, _ in tokens):
+                continue
+            schema = yield from self._schema(table)
+            self._fill_batch(table, spec, data, schema, tokens)
+        responses = data.setdefault("Responses", {})
+        for table, items in found.items():
+            responses.setdefault(table, []).extend(orjson.loads(item) for item in items)
+        return Response(data=data)
+
+    def _fill_batch(self, table: str, spec: dict[str, Any], data: dict[str, Any], schema: TableSchema,
+                    tokens: dict[tuple[str, bytes], tuple[int, int]]) -> None:
+        """Cache a BatchGetItem's answers; keys neither found nor unprocessed are not found."""
+        projection = _projection(spec)
+        returned = data.get("Responses", {}).get(table, [])
+        names = schema.key.names
+        if any(not all(n in item for n in names) for item in returned):
+            return  # the projection dropped key attributes: we cannot tell which item is which
+        unprocessed = {keys.canonical_key(k)
+                       for k in data.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])}
+        by_key = {keys.canonical_key(keys.key_of(item, schema.key)): item for item in returned}
+        for key_av in spec["Keys"]:
+            key = keys.canonical_key(key_av)
+            if key in unprocessed or (table, key) not in tokens:
+                continue
+            item = by_key.get(key)
+            self.items.fill(table, key, projection, None if item is None else dumps(item),
+                            tokens[(table, key)])
+
+    def _query(self, req: dict[str, Any], raw: bytes | None) -> Plan:
+        operation = "Query" if "KeyConditionExpression" in req or "KeyConditions" in req else "Scan"
+        table = _table(req)
+        if req.get("ConsistentRead") is True or not self.queries.enabled or not self._cached(table):
+            return (yield from self._forward(operation, req, raw))
+        partition = None
+        if operation == "Query" and not req.get("IndexName"):
+            schema = yield from self._schema(table)
+            partition = _query_partition(req, schema)
+        request_key = orjson.dumps({k: v for k, v in req.items() if k not in _NOT_IN_QUERY_KEY},
+                                   option=orjson.OPT_SORT_KEYS)
+        hit = self.queries.get(table, request_key, partition)
+        if hit is not None:
+            self.metrics.query_hit(operation, table)
+            return Response(body=_with_capacity(hit.body, table, req.get("ReturnConsumedCapacity")))
+        self.metrics.query_miss(operation, table)
+        token = self.queries.token(table, partition)
+        if not req.get("IndexName") and self.queries.changed_since(table, partition, self._window_start()):
+            req, raw = {**req, "ConsistentRead": True}, None
+        body = yield from self._send(operation, req, raw, shared=True)
+        data = orjson.loads(body)
+        stored = body
+        if "ConsumedCapacity" in data:
+            stored = dumps({k: v for k, v in data.items() if k != "ConsumedCapacity"})
+        self.queries.fill(table, request_key, partition, stored, token)
+        return Response(body=body, data=data)
+
+    # -- writes -------------------------------------------------------------
+
+    def _put_item(self, req: dict[str, Any], raw: bytes | None) -> Plan:
+        table = _table(req)
+        if not self._cached(table):
+            return (yield from self._forward("PutItem", req, raw))
+        schema = yield from self._schema(table)
+        item = normalize_item(req.get("Item"))
+        key, partition = self._locate(item, schema)
+        body = yield from self._write("PutItem", req, raw, [(table, key, partition)])
+        self.items.put_image(table, key, dumps(item))
+        return Response(body=body)
+
+    def _update_item(self, req: dict[str, Any], raw: bytes | None) -> Plan:
+        table = _table(req)
+        if not self._cached(table):
+            return (yield from self._forward("UpdateItem", req, raw))
+        schema = yield from self._schema(table)
+        key, partition = self._locate(req.get("Key"), schema)
+        asked = req.get("ReturnValues", "NONE")
+        if asked not in ("NONE", "ALL_NEW"):
+            body = yield from self._write("UpdateItem", req, raw, [(table, key, partition)])
+            self.items.evict(table, key)
+            return Response(body=body)
+        upstream_req = {**req, "ReturnValues": "ALL_NEW"}
+        touched = [(table, key, partition)]
+        data = orjson.loads((yield from self._write("UpdateItem", upstream_req, None, touched)))
+        image = data.get("Attributes")
+        if image is None:
+            self.items.evict(table, key)
+        else:
+            self.items.put_image(table, key, dumps(image))
+        if asked == "NONE":
+            data.pop("Attributes", None)
+        return Response(data=data)
+
+    def _delete_item(self, req: dict[str, Any], raw: bytes | None) -> Plan:
+        table = _table(req)
+        if not self._cached(table):
+            return (yield from self._forward("DeleteItem", req, raw))
+        schema = yield from self._schema(table)
+        key, partition = self._locate(req.get("Key"), schema)
+        body = yield from self._write("DeleteItem", req, raw, [(table, key, partition)])
+        self.items.put_image(table, key, None)
+        return Response(body=body)
+
+    def _batch_write_item(self, req: dict[str, Any], raw: bytes | None) -> Plan:
+        writes: list[tuple[str, bytes, bytes, bytes | None]] = []
+        for table, requests in (req.get("RequestItems") or {}).items():
+            if not self._cached(table) or not isinstance(requests, list):
+                continue
+            schema = yield from self._schema(table)
+            for write in requests:
+                put, delete = (write or {}).get("PutRequest"), (write or {}).get("DeleteRequest")
+                if isinstance(put, dict):
+                    item = normalize_item(put.get("Item"))
+                    writes.append((table, *self._locate(item, schema), dumps(item)))
+                elif isinstance(delete, dict):
+                    writes.append((table, *self._locate(delete.get("Key"), schema), None))
+        touched = [(t, k, p) for t, k, p, _ in writes]
+        data = orjson.loads((yield from self._write("BatchWriteItem", req, raw, touched)))
+        unprocessed = set()
+        for table, requests in (data.get("UnprocessedItems") or {}).items():
+            known = self.schemas.get(table)
+            for write in requests if known else ():
+                body = write.get("PutRequest", {}).get("Item") or write.get("DeleteRequest", {}).get("Key")
+                unprocessed.add((table, keys.canonical_key(keys.key_of(body, known.key))))  # type: ignore[union-attr]
+        for table, key, _, image in writes:
+            if (table, key) in unprocessed:
+                self.items.evict(table, key)
+            else:
+                self.items.put_image(table, key, image)
+        return Response(data=data)
+
+    def _transact_write_items(self, req: dict[str, Any], raw: bytes | None) -> Plan:
+        actions: list[tuple[str, str, bytes, bytes, bytes | None]] = []
+        for entry in req.get("TransactItems") or ():
+            valid = isinstance(entry, dict) and len(entry) == 1
+            ((kind, action),) = entry.items() if valid else ((None, None),)
+            if not isinstance(action, dict) or not self._cached(table := _table(action)):
+                continue
+            schema = yield from self._schema(table)
+            if kind == "Put":
+                item = normalize_item(action.get("Item"))
+                actions.append((kind, table, *self._locate(item, schema), dumps(item)))
+            elif kind in ("Update", "Delete", "ConditionCheck"):
+                actions.append((str(kind), table, *self._locate(action.get("Key"), schema), None))
+        touched = [(t, k, p) for kind, t, k, p, _ in actions if kind != "ConditionCheck"]
+        body = yield from self._write("TransactWriteItems", req, raw, touched,
+                                      also_evict=[(t, k) for _, t, k, _, _ in actions])
+        for kind, table, key, _, image in actions:
+            if kind in ("Put", "Delete"):
+                self.items.put_image(table, key, image)
+            elif kind == "Update":
+                self.items.evict(table, key)
+        return Response(body=body)
+
+    # -- everything else ----------------------------------------------------
+
+    def _control(self, operation: str, req: dict[str, Any], raw: bytes | None) -> Plan:
+        if operation in MUTATING_CONTROL_PLANE and self.settings.read_only_control_plane:
+            raise AccessDeniedException(
+                f"daxd is running with --control-plane read-only: {operation} is not allowed")
+        body = yield from self._send(operation, req, raw)
+        if operation in _FLUSHING_CONTROL_PLANE and isinstance(req.get("TableName"), str):
+            self.flush(req["TableName"])
+        elif operation in _PARTIQL:
+            self._flush_partiql(req)
+        return Response(body=body)
+
+    def _flush_partiql(self, req: dict[str, Any]) -> None:
+        """PartiQL writes name their tables in free text: flush every cached table they mention."""
+        statements = [req, *(req.get("Statements") or []), *(req.get("TransactStatements") or [])]
+        texts = [str(s.get("Statement", "")) for s in statements if isinstance(s, dict)]
+        writes = [t for t in texts if t.strip()[:6].upper() != "SELECT"]
+        if not writes:
+            return
+        for table in self._known_tables():
+            if any(table in text for text in writes):
+                self.flush(table)
+
+    # -- plumbing -----------------------------------------------------------
+
+    def _send(self, operation: str, req: dict[str, Any], raw: bytes | None, *, shared: bool = False) -> Fetch:
+        """Yield one upstream call; a table that vanished upstream is flushed."""
+        try:
+            return (yield Call(operation, raw if raw is not None else dumps(req), shared))
+        except ResourceNotFoundException:
+            table = req.get("TableName")
+            if isinstance(table, str) and table in self.schemas:
+                self.flush(table)
+            raise
+
+    def _forward(self, operation: str, req: dict[str, Any], raw: bytes | None) -> Plan:
+        return Response(body=(yield from self._send(operation, req, raw)))
+
+    def _write(self, operation: str, req: dict[str, Any], raw: bytes | None,
+               touched: list[tuple[str, bytes, bytes]],
+               also_evict: list[tuple[str, bytes]] | None = None) -> Fetch:
+        """Forward a write; whatever happens, its keys and partitions are invalidated."""
+        try:
+            body = yield from self._send(operation, req, raw)
+        except DaxdError:
+            for table, key in also_evict if also_evict is not None else [(t, k) for t, k, _ in touched]:
+                self.items.evict(table, key)
+            self._invalidate_queries(touched)
+            raise
+        self._invalidate_queries(touched)
+        return body
+
+    def _invalidate_queries(self, touched: list[tuple[str, bytes, bytes]]) -> None:
+        for table, _, partition in touched:
+            self.queries.invalidate(table, partition)
+
+    def _schema(self, table: str) -> Generator[Call, bytes, TableSchema]:
+        schema = self.schemas.get(table)
+        if schema is None:
+            body = yield from self._send("DescribeTable", {"TableName": table}, None, shared=True)
+            schema = TableSchema.from_description(orjson.loads(body)["Table"])
+            self.schemas[table] = schema
+        return schema
+
+    def _locate(self, key_or_item: Any, schema: TableSchema) -> tuple[bytes, bytes]:
+        """Canonical key bytes and partition bytes of an item or key."""
+        if not isinstance(key_or_item, dict):
+            raise ValidationException("The provided key element does not match the schema")
+        key = keys.key_of(key_or_item, schema.key)
+        return keys.canonical_key(key), keys.partition_of(key, schema.key)
+
+    def _cached(self, table: str) -> bool:
+        return self.settings.tables is None or table in self.settings.tables
+
+    def _window_start(self) -> float:
+        return self.timer() - self.settings.consistent_window
+
+
+def _table(req: dict[str, Any]) -> str:
+    table = req.get("TableName")
+    if not isinstance(table, str) or not table:
+        raise ValidationException("1 validation error detected: Value null at 'tableName' failed to "
+                                  "satisfy constraint: Member must not be null")
+    return table
+
+
+def _projection(req: dict[str, Any]) -> str:
+    """What distinguishes a projected read's entry from the full item's ("" for none)."""
+    expression, legacy = req.get("ProjectionExpression"), req.get("AttributesToGet")
+    if expression is None and legacy is None:
+        return ""
+    names = req.get("ExpressionAttributeNames") if expression is not None else None
+    return orjson.dumps([expression, names, legacy], option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _query_partition(req: dict[str, Any], schema: TableSchema) -> bytes | None:
+    hash_key = schema.key.hash_key
+    if "KeyConditionExpression" in req:
+        value = partition_value(str(req["KeyConditionExpression"]), req.get("ExpressionAttributeNames"),
+                                req.get("ExpressionAttributeValues"), hash_key)
+    else:
+        value = legacy_partition_value(req.get("KeyConditions"), hash_key)
+    return None if value is None else keys.canonical_value(value)
+
+
+def _capacity(table: str, mode: Any) -> bytes:
+    """What a hit reports when asked for ConsumedCapacity: zero units, it never reached DynamoDB."""
+    if mode == "INDEXES":
+        return b'{"TableName":' + dumps(table) + b',"CapacityUnits":0.0,"Table":{"CapacityUnits":0.0}}'
+    return b'{"TableName":' + dumps(table) + b',"CapacityUnits":0.0}'
+
+
+def _item_response(item: bytes | None, table: str, capacity: Any) -> Response:
+    parts = [] if item is None else [b'"Item":' + item]
+    if capacity in ("TOTAL", "INDEXES"):
+        parts.append(b'"ConsumedCapacity":' + _capacity(table, capacity))
+    return Response(body=b"{" + b",".join(parts) + b"}")
+
+
+def _with_capacity(body: bytes, table: str, capacity: Any) -> bytes:
+    if capacity not in ("TOTAL", "INDEXES"):
+        return body
+    separator = b"" if body == b"{}" else b","
+    return body[:-1] + separator + b'"ConsumedCapacity":' + _capacity(table, capacity) + b"}"
+
+
+def _batch_get_body(found: dict[str, list[bytes]]) -> bytes:
+    tables = b",".join(dumps(t) + b":[" + b",".join(items) + b"]" for t, items in found.items())
+    return b'{"Responses":{' + tables + b'},"UnprocessedKeys":{}}'

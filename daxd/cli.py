@@ -1,0 +1,63 @@
+"""The ``daxd`` command line.
+
+Each ``serve`` flag is also a ``DAXD_<NAME>`` environment variable and a key
+of the ``--config`` TOML file; flags win over the environment, the
+environment over the file (see :mod:`daxd.config`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from daxd import __version__
+from daxd.config import LOG_LEVELS, ConfigError, load
+from daxd.observability import configure_logging
+
+
+@click.group()
+@click.version_option(__version__, prog_name="daxd")
+def main() -> None:
+    """daxd: a self-hosted DynamoDB Accelerator."""
+
+
+@main.command()
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="TOML file of settings (keys spelled like the flags, with underscores).")
+@click.option("--upstream", help="DynamoDB endpoint URL, 'aws', or 'embedded' (default).")
+@click.option("--region", help="AWS region (default: from the AWS chain, else us-east-1).")
+@click.option("--profile", help="AWS profile for the node's own credentials.")
+@click.option("--host", help="Address to listen on (default 127.0.0.1).")
+@click.option("--http-port", type=int, help="DynamoDB JSON API port (default 8112; 0 = any free port).")
+@click.option("--dax-port", type=int, help="DAX protocol port (default 8111).")
+@click.option("--admin-port", type=int, help="Health and metrics port (default 8113).")
+@click.option("--item-ttl", type=float, help="Seconds an item entry lives (default 300; 0 = until evicted).")
+@click.option("--query-ttl", type=float, help="Seconds a query/scan entry lives (default 300; 0 = no query cache).")
+@click.option("--cache-size", help="Memory for cached entries, e.g. 512MiB, 2GB (default 1GiB).")
+@click.option("--consistent-window", type=float,
+              help="Seconds after a write during which refills of that key use ConsistentRead (default 5).")
+@click.option("--log-level", type=click.Choice(LOG_LEVELS), help="Log level (default info).")
+@click.option("--control-plane", type=click.Choice(["forward", "read-only"]),
+              help="'read-only' refuses CreateTable/UpdateTable/DeleteTable and other mutating calls.")
+@click.option("--upstream-timeout", type=float, help="Seconds per upstream attempt (default 5).")
+@click.option("--upstream-max-attempts", type=int, help="Attempts per upstream call (default 3).")
+@click.option("--upstream-max-connections", type=int, help="Upstream connection pool size (default 64).")
+@click.option("--shutdown-grace", type=float, help="Seconds to finish in-flight requests on SIGTERM (default 10).")
+def serve(config_file: Path | None, **flags: Any) -> None:
+    """Run a daxd node."""
+    try:
+        settings = load(flags, os.environ, config_file)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    configure_logging(settings.log_level)
+    from daxd.node import run
+
+    try:
+        run(settings)
+    except OSError as exc:
+        click.echo(f"daxd: cannot start: {exc}", err=True)
+        sys.exit(1)

@@ -1,0 +1,136 @@
+"""One settings object for ``daxd serve``: flags > ``DAXD_*`` env > TOML file > defaults.
+
+Every flag maps one-to-one to a field, to an environment variable
+(``--http-port`` is ``DAXD_HTTP_PORT``) and to a key of the ``--config`` TOML
+file (``http_port``). Parsing is pure: :func:`load` takes the three sources
+as arguments, so precedence is tested without touching the process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(ValueError):
+    """A setting has a value daxd cannot use; the message names the setting."""
+
+
+def parse_size(text: str | int) -> int:
+    """``"1GiB"`` -> 1073741824; a bare integer is bytes; KB/MB/GB are decimal, KiB/MiB/GiB binary."""
+    if isinstance(text, int):
+        return text
+    match = _SIZE.match(str(text))
+    if match is None:
+        raise ConfigError(f"cache_size: {text!r} is not a size (examples: 1048576, 512MiB, 2GB)")
+    return int(float(match.group(1)) * _UNITS[(match.group(2) or "").lower()])
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything ``daxd serve`` can be told. Field names are the TOML keys."""
+
+    upstream: str = "embedded"
+    region: str | None = None
+    profile: str | None = None
+    host: str = "127.0.0.1"
+    http_port: int = 8112
+    dax_port: int = 8111
+    admin_port: int = 8113
+    item_ttl: float = 300.0
+    query_ttl: float = 300.0
+    cache_size: int = 1 << 30
+    consistent_window: float = 5.0
+    log_level: str = "info"
+    control_plane: str = "forward"
+    upstream_timeout: float = 5.0
+    upstream_max_attempts: int = 3
+    upstream_max_connections: int = 64
+    shutdown_grace: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name in ("http_port", "dax_port", "admin_port"):
+            port = getattr(self, name)
+            if not 0 <= port <= 65535:
+                raise ConfigError(f"{name}: {port} is not a TCP port (0 picks a free one)")
+        for name in ("item_ttl", "query_ttl", "consistent_window", "upstream_timeout", "shutdown_grace"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}: must be >= 0 seconds")
+        if self.cache_size <= 0:
+            raise ConfigError("cache_size: must be > 0 bytes")
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"log_level: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+        if self.control_plane not in ("forward", "read-only"):
+            raise ConfigError(f"control_plane: {self.control_plane!r} is not 'forward' or 'read-only'")
+        if self.upstream_max_attempts < 1 or self.upstream_max_connections < 1:
+            raise ConfigError("upstream_max_attempts and upstream_max_connections must be >= 1")
+        if not (self.upstream in ("embedded", "aws") or re.match(r"^https?://", self.upstream)):
+            raise ConfigError(f"upstream: {self.upstream!r} is not a URL (http://host:port), 'aws' or 'embedded'")
+
+
+_FIELDS = {f.name: f for f in fields(Settings)}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Turn a string from the environment or a TOML value into the field's type."""
+    kind = _FIELDS[name].type
+    try:
+        if name == "cache_size":
+            return parse_size(value)
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+        return None if value is None else str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: {value!r} is not a valid {kind}") from None
+
+
+def env_settings(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The ``DAXD_*`` variables that name a setting."""
+    found = {}
+    for name in _FIELDS:
+        value = environ.get("DAXD_" + name.upper())
+        if value is not None and value != "":
+            found[name] = value
+    return found
+
+
+def file_settings(path: Path | None) -> dict[str, Any]:
+    """The settings in a TOML file (top level, or a ``[daxd]`` table)."""
+    if path is None:
+        return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+    data = data.get("daxd", data)
+    unknown = set(data) - set(_FIELDS) - {"keys"}
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown setting(s) {', '.join(sorted(unknown))}")
+    return {k: v for k, v in data.items() if k in _FIELDS}
+
+
+def load(flags: Mapping[str, Any], environ: Mapping[str, str], path: Path | None) -> Settings:
+    """Merge the sources: explicit flags win over env, env over the file, the file over defaults."""
+    merged: dict[str, Any] = {}
+    for source in (file_settings(path), env_settings(environ), {k: v for k, v in flags.items() if v is not None}):
+        merged.update({name: _coerce(name, value) for name, value in source.items()})
+    try:
+        return Settings(**merged)
+    except TypeError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def replace(settings: Settings, **changes: Any) -> Settings:
+    return dataclasses.replace(settings, **changes)

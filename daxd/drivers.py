@@ -1,0 +1,109 @@
+"""Drivers run the Accelerator's plans: they do the I/O the plans ask for.
+
+:class:`AsyncDriver` serves the node (asyncio). Concurrent identical reads
+(``Call.shared``) share one upstream call through a dict of in-flight futures,
+so a hot key that expires costs DynamoDB one request, not one per client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+from daxd.accelerator import Accelerator, Plan
+from daxd.messages import Call, Response
+from daxd.model.errors import DaxdError
+
+
+class AsyncUpstream(Protocol):
+    async def call(self, operation: str, body: bytes) -> bytes: ...
+
+
+class AsyncDriver:
+    """Runs plans on an event loop against an async upstream."""
+
+    def __init__(self, accelerator: Accelerator, upstream: AsyncUpstream) -> None:
+        self.accelerator = accelerator
+        self.upstream = upstream
+        self._flights: dict[tuple[str, bytes], asyncio.Future[bytes]] = {}
+
+    def begin(self, operation: str, request: dict[str, Any],
+              raw: bytes | None = None) -> Response | Coroutine[Any, Any, Response]:
+        """Start an operation: its Response now if it needs no I/O (a hit), else a coroutine.
+
+        Answering hits synchronously lets a front end skip creating a task.
+        Raises the DaxdError the client should see.
+        """
+        plan = self.accelerator.plan(operation, request, raw)
+        outcome = step(plan)
+        if isinstance(outcome, Response):
+            return outcome
+        return self._finish(plan, outcome)
+
+    async def handle(self, operation: str, request: dict[str, Any], raw: bytes | None = None) -> Response:
+        """Answer one operation; raises the DaxdError the client should see."""
+        outcome = self.begin(operation, request, raw)
+        return outcome if isinstance(outcome, Response) else await outcome
+
+    async def _finish(self, plan: Plan, outcome: Call | Response) -> Response:
+        while isinstance(outcome, Call):
+            try:
+                reply = await self._perform(outcome)
+            except DaxdError as exc:
+                outcome = step(plan, error=exc)
+                continue
+            outcome = step(plan, reply)
+        return outcome
+
+    async def _perform(self, call: Call) -> bytes:
+        if not call.shared:
+            return await self._timed(call)
+        key = (call.operation, call.body)
+        flight = self._flights.get(key)
+        if flight is not None:
+            return await asyncio.shield(flight)
+        flight = asyncio.get_running_loop().create_future()
+        self._flights[key] = flight
+        try:
+            reply = await self._timed(call)
+        except BaseException as exc:
+            if not flight.done():
+                flight.set_exception(exc)
+                flight.exception()  # mark retrieved: waiters may be none
+            raise
+        else:
+            flight.set_result(reply)
+            return reply
+        finally:
+            del self._flights[key]
+
+    async def _timed(self, call: Call) -> bytes:
+        started = time.perf_counter()
+        try:
+            return await self.upstream.call(call.operation, call.body)
+        finally:
+            self.accelerator.metrics.upstream(call.operation, time.perf_counter() - started)
+
+
+def step(plan: Plan, reply: bytes | None = None, error: DaxdError | None = None) -> Call | Response:
+    """Advance a plan by one call: the next Call it needs, or its Response."""
+    try:
+        return plan.throw(error) if error is not None else plan.send(reply)  # type: ignore[arg-type]
+    except StopIteration as done:
+        result: Response = done.value
+        return result
+
+
+def run_plan_sync(plan: Plan, perform: Callable[[Call], bytes]) -> Response:
+    """Drive a plan synchronously: ``perform(call) -> bytes`` does each call."""
+    outcome = step(plan)
+    while isinstance(outcome, Call):
+        try:
+            reply = perform(outcome)
+        except DaxdError as exc:
+            outcome = step(plan, error=exc)
+            continue
+        outcome = step(plan, reply)
+    return outcome

@@ -1,0 +1,49 @@
+"""The admin endpoint: liveness, readiness, cache flush and Prometheus metrics.
+
+``GET /health``       200 while the process serves
+``GET /ready``        200 when the listeners are up and the upstream answers, else 503 + a JSON reason
+``POST /cache/flush`` drop every entry, or one table's with ``?table=NAME``
+``GET /metrics``      Prometheus text format
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+
+from daxd.frontends.httpserver import HttpRequest, HttpResponse
+
+if TYPE_CHECKING:
+    from daxd.node import Node
+
+_JSON = b"application/json"
+
+
+def _json(status: int, value: object) -> HttpResponse:
+    return HttpResponse(status, orjson.dumps(value), content_type=_JSON)
+
+
+class AdminApp:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
+        url = urlsplit(request.path)
+        route = (request.method, url.path)
+        if route == ("GET", "/health"):
+            return _json(200, {"status": "ok"})
+        if route == ("GET", "/ready"):
+            return self._ready()
+        if route == ("GET", "/metrics"):
+            return HttpResponse(200, self.node.metrics.render(), content_type=b"text/plain; version=0.0.4")
+        if route == ("POST", "/cache/flush"):
+            table = parse_qs(url.query).get("table", [None])[0]
+            return _json(200, {"flushed": self.node.accelerator.flush(table), "table": table})
+        return _json(404, {"error": f"no such admin route: {request.method} {url.path}"})
+
+    async def _ready(self) -> HttpResponse:
+        ready, reason = await self.node.ready()
+        return _json(200 if ready else 503, {"ready": ready, "reason": reason})

@@ -1,0 +1,88 @@
+"""The DynamoDB JSON API front end (``X-Amz-Target: DynamoDB_20120810.<Operation>``).
+
+Translates HTTP requests into operations for the Accelerator and results back
+into DynamoDB's exact response shape. It holds no cache policy. Bad input is
+answered as DynamoDB answers it (400 ``SerializationException`` for bad JSON,
+400 ``UnknownOperationException`` for a missing or foreign target, 413 for an
+oversized body), never with a traceback.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from daxd.drivers import AsyncDriver
+from daxd.frontends.httpserver import HttpRequest, HttpResponse
+from daxd.messages import Response, parse_body
+from daxd.model.errors import DaxdError, InternalServerError, RequestTooLarge, UnknownOperationException
+from daxd.observability import Metrics
+
+log = logging.getLogger("daxd.http")
+
+TARGET_PREFIX = "DynamoDB_20120810."
+_JSON_TYPES = frozenset({"", "application/x-amz-json-1.0", "application/x-amz-json-1.1", "application/json"})
+
+#: Checks a request's identity (SigV4); raises a DaxdError to refuse it. None: accept all.
+Authorizer = Callable[[HttpRequest], None]
+
+
+class DynamoDBApp:
+    """An HTTP application answering DynamoDB API calls through the Accelerator."""
+
+    def __init__(self, driver: AsyncDriver, metrics: Metrics, authorizer: Authorizer | None = None) -> None:
+        self.driver = driver
+        self.metrics = metrics
+        self.authorizer = authorizer
+        self._ids = itertools.count(1)
+
+    def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
+        started = time.perf_counter()
+        operation = "Unknown"
+        try:
+            operation = self._operation(request)
+            if self.authorizer is not None:
+                self.authorizer(request)
+            outcome = self.driver.begin(operation, parse_body(request.body), request.body)
+        except DaxdError as exc:
+            return self._error(exc, operation, started)
+        if isinstance(outcome, Response):
+            return self._ok(outcome, operation, started)
+        return self._finish(outcome, operation, started)
+
+    async def _finish(self, pending: Coroutine[Any, Any, Response], operation: str,
+                      started: float) -> HttpResponse:
+        try:
+            return self._ok(await pending, operation, started)
+        except DaxdError as exc:
+            return self._error(exc, operation, started)
+        except Exception:
+            log.exception("internal error answering %s", operation)
+            return self._error(InternalServerError("Internal server error"), operation, started)
+
+    def _operation(self, request: HttpRequest) -> str:
+        target = request.headers.get("x-amz-target", "")
+        content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if request.method != "POST" or not target.startswith(TARGET_PREFIX) or content_type not in _JSON_TYPES:
+            raise UnknownOperationException("")
+        return target[len(TARGET_PREFIX):]
+
+    def _ok(self, response: Response, operation: str, started: float) -> HttpResponse:
+        self.metrics.request(operation, time.perf_counter() - started)
+        return HttpResponse(200, response.body, headers=[(b"x-amzn-RequestId", b"daxd-%d" % next(self._ids))])
+
+    def _error(self, error: DaxdError, operation: str, started: float) -> HttpResponse:
+        self.metrics.request(operation, time.perf_counter() - started, error)
+        return HttpResponse(error.status, error.to_json(),
+                            headers=[(b"x-amzn-RequestId", b"daxd-%d" % next(self._ids))])
+
+
+def error_response(status: int, message: str) -> HttpResponse:
+    """DynamoDB's error shape for failures found while parsing HTTP itself."""
+    error: DaxdError = RequestTooLarge(message) if status == 413 else UnknownOperationException(message)
+    if status >= 500:
+        error = InternalServerError(message)
+    return HttpResponse(status, error.to_json())

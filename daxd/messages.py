@@ -1,0 +1,69 @@
+"""What passes between front ends, the Accelerator and its drivers.
+
+Front ends speak bytes (HTTP JSON) or dicts (DAX, in-process); converting
+between the two costs microseconds on the hot path, so a :class:`Response`
+holds whichever it was made from and converts lazily, once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from daxd.model.errors import SerializationException
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One request the Accelerator needs sent upstream.
+
+    ``shared`` calls are idempotent reads: drivers let concurrent identical
+    calls (same operation and body) share one upstream round trip.
+    """
+
+    operation: str
+    body: bytes
+    shared: bool = False
+
+
+class Response:
+    """A DynamoDB JSON response, as bytes, as a dict, or both."""
+
+    __slots__ = ("_body", "_data")
+
+    def __init__(self, body: bytes | None = None, data: dict[str, Any] | None = None) -> None:
+        if body is None and data is None:
+            raise ValueError("a Response needs a body or data")
+        self._body = body
+        self._data = data
+
+    @property
+    def body(self) -> bytes:
+        if self._body is None:
+            self._body = orjson.dumps(self._data)
+        return self._body
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """A dict the caller may keep or change: it shares nothing with the cache."""
+        if self._data is None:
+            assert self._body is not None
+            self._data = orjson.loads(self._body)
+        return self._data
+
+
+def parse_body(body: bytes) -> dict[str, Any]:
+    """Decode a request body, with DynamoDB's answer for bad JSON.
+
+    Raises:
+        SerializationException: not JSON, or not a JSON object.
+    """
+    try:
+        data = orjson.loads(body) if body else {}
+    except orjson.JSONDecodeError:
+        raise SerializationException("Start of structure or map found where not expected.") from None
+    if not isinstance(data, dict):
+        raise SerializationException("Unexpected value type in payload")
+    return data

@@ -1,0 +1,173 @@
+"""A daxd node: the Accelerator, its upstream and its listeners, started and stopped together.
+
+This is the I/O edge of the server: everything below it (the Accelerator, the
+cache, the codecs) is plain code; everything here opens sockets or threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import signal
+import sys
+import time
+from typing import Any
+
+import botocore.session
+
+from daxd import __version__
+from daxd.accelerator import Accelerator, CacheSettings
+from daxd.config import Settings
+from daxd.drivers import AsyncDriver
+from daxd.embedded import EmbeddedBackend
+from daxd.frontends import admin, httpserver
+from daxd.frontends.http import DynamoDBApp, error_response
+from daxd.observability import Metrics
+from daxd.upstream.client import BotocoreCredentials, Upstream, aws_endpoint
+from daxd.upstream.sigv4 import Credentials
+
+log = logging.getLogger("daxd")
+
+#: Credentials used when the chain has none and the upstream is not AWS
+#: (DynamoDB Local and Alternator accept any key).
+LOCAL_FALLBACK_CREDENTIALS = Credentials("daxd", "daxd")
+
+
+def default_region(settings: Settings) -> str:
+    """``--region``, else the AWS chain's region, else us-east-1."""
+    if settings.region:
+        return settings.region
+    try:
+        region = botocore.session.Session(profile=settings.profile).get_config_variable("region")
+    except Exception:  # a broken profile must not stop a local node from starting
+        region = None
+    return str(region or "us-east-1")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Node:
+    """One daxd node. ``start()`` binds every listener; ``stop()`` drains and closes them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.region = default_region(settings)
+        self.metrics = Metrics()
+        self.accelerator = Accelerator(CacheSettings(
+            item_ttl=settings.item_ttl, query_ttl=settings.query_ttl, cache_size=settings.cache_size,
+            consistent_window=settings.consistent_window,
+            read_only_control_plane=settings.control_plane == "read-only",
+        ), metrics=self.metrics)
+        self.embedded: EmbeddedBackend | None = None
+        self.upstream: Upstream | None = None
+        self.driver: AsyncDriver | None = None
+        self.http_port = 0
+        self.admin_port = 0
+        self._servers: list[tuple[asyncio.Server, httpserver.ServerState]] = []
+        self.stopped = asyncio.Event()
+
+    def _make_upstream(self) -> Upstream:
+        s = self.settings
+        options: dict[str, Any] = {"timeout": s.upstream_timeout, "max_attempts": s.upstream_max_attempts,
+                                   "max_connections": s.upstream_max_connections,
+                                   "observe": self.metrics.upstream}
+        if s.upstream == "aws":
+            return Upstream(aws_endpoint(self.region), self.region, BotocoreCredentials(None, s.profile), **options)
+        endpoint = s.upstream
+        if s.upstream == "embedded":
+            self.embedded = EmbeddedBackend.start()
+            endpoint = self.embedded.endpoint
+        credentials = BotocoreCredentials(None, s.profile, fallback=LOCAL_FALLBACK_CREDENTIALS)
+        return Upstream(endpoint, self.region, credentials, **options)
+
+    async def start(self) -> None:
+        s = self.settings
+        self.upstream = self._make_upstream()
+        self.driver = AsyncDriver(self.accelerator, self.upstream)
+        api = DynamoDBApp(self.driver, self.metrics)
+        self.http_port = await self._listen(api, s.http_port, error_response=error_response)
+        self.admin_port = await self._listen(admin.AdminApp(self), s.admin_port)
+        self._announce()
+
+    async def _listen(self, app: httpserver.Application, port: int, **kwargs: Any) -> int:
+        state = httpserver.ServerState()
+        server = await httpserver.serve(app, self.settings.host, port, state, **kwargs)
+        self._servers.append((server, state))
+        return int(server.sockets[0].getsockname()[1])
+
+    def _announce(self) -> None:
+        s = self.settings
+        host = s.host if ":" not in s.host else f"[{s.host}]"
+        lines = [
+            f"daxd {__version__}: DynamoDB API on http://{host}:{self.http_port}",
+            f"daxd: admin (health, readiness, metrics) on http://{host}:{self.admin_port}",
+            f"daxd: upstream {self.upstream.endpoint if self.upstream else '?'} (region {self.region})",
+        ]
+        for line in lines:
+            print(line, flush=True)
+        if self.embedded is not None:
+            log.warning("upstream is the embedded backend: data lives in this process's memory only "
+                        "and is lost when daxd stops (use --upstream URL|aws for real data)")
+        if not is_loopback(s.host):
+            log.warning("listening on %s without --auth-keys: anyone who can reach these ports acts "
+                        "with this node's AWS credentials", s.host)
+
+    async def ready(self) -> tuple[bool, str]:
+        """Readiness: listeners up and the upstream answered recently (probing it if not)."""
+        if not self._servers or self.upstream is None:
+            return False, "listeners are not up"
+        last = self.upstream.last_success
+        if last is not None and time.monotonic() - last < 10.0:
+            return True, "ok"
+        try:
+            await self.upstream.call("ListTables", b'{"Limit":1}')
+        except Exception as exc:
+            return False, f"upstream {self.upstream.endpoint} is not answering: {exc}"
+        return True, "ok"
+
+    async def stop(self) -> None:
+        """Stop accepting, finish in-flight requests (bounded by shutdown_grace), close everything."""
+        log.info("stopping: closing listeners and draining in-flight requests")
+        for server, state in self._servers:
+            await httpserver.shutdown(server, state, self.settings.shutdown_grace)
+        self._servers.clear()
+        if self.upstream is not None:
+            await self.upstream.close()
+        if self.embedded is not None:
+            self.embedded.stop()
+        log.info("stopped")
+        self.stopped.set()
+
+
+async def serve(settings: Settings) -> None:
+    """Run a node until SIGTERM or SIGINT, then shut it down gracefully."""
+    node = Node(settings)
+    await node.start()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await node.stop()
+
+
+def run(settings: Settings) -> None:
+    """Run :func:`serve` on uvloop when installed, asyncio otherwise."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
+        asyncio.run(serve(settings))
+        return
+    if sys.version_info >= (3, 12):  # pragma: no cover
+        uvloop.run(serve(settings))
+    else:
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        asyncio.run(serve(settings))
