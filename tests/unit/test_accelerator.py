@@ -1,0 +1,222 @@
+"""The cache policy, stepped by hand through its sans-IO plans.
+
+Each upstream call a plan makes is answered here with the bytes DynamoDB
+would send, so races (a write landing while a miss is in flight) can be
+staged exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from daxd.accelerator import Accelerator, CacheSettings
+from daxd.drivers import run_plan_sync, step
+from daxd.messages import Call, Response
+from daxd.model.errors import ConditionalCheckFailedException, DaxdError, ResourceNotFoundException
+
+TABLE = "t"
+DESCRIBE = orjson.dumps({"Table": {
+    "TableName": TABLE,
+    "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+    "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "N"}],
+}})
+KEY = {"pk": {"S": "a"}, "sk": {"N": "1"}}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Upstream:
+    """Scripted DynamoDB: answers by operation; records every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self.answers: dict[str, list[Any]] = {}
+
+    def answer(self, operation: str, *replies: Any) -> None:
+        self.answers.setdefault(operation, []).extend(replies)
+
+    def __call__(self, call: Call) -> bytes:
+        self.calls.append(call)
+        if call.operation == "DescribeTable":
+            return DESCRIBE
+        reply = self.answers[call.operation].pop(0)
+        if isinstance(reply, DaxdError):
+            raise reply
+        return reply if isinstance(reply, bytes) else orjson.dumps(reply)
+
+    def last(self, operation: str) -> Any:
+        return orjson.loads([c for c in self.calls if c.operation == operation][-1].body)
+
+    def count(self, operation: str) -> int:
+        return sum(1 for c in self.calls if c.operation == operation)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def acc(clock: Clock) -> Accelerator:
+    return Accelerator(CacheSettings(item_ttl=10, query_ttl=10, consistent_window=2), timer=clock)
+
+
+def run(acc: Accelerator, upstream: Upstream, operation: str, **request: Any) -> dict[str, Any]:
+    return run_plan_sync(acc.plan(operation, {"TableName": TABLE, **request}), upstream).data
+
+
+def test_miss_then_hit_then_expiry(acc: Accelerator, clock: Clock) -> None:
+    up = Upstream()
+    up.answer("GetItem", {"Item": {**KEY, "v": {"S": "1"}}}, {"Item": {**KEY, "v": {"S": "2"}}})
+    assert run(acc, up, "GetItem", Key=KEY)["Item"]["v"] == {"S": "1"}
+    assert run(acc, up, "GetItem", Key={"sk": {"N": "1.0"}, "pk": {"S": "a"}})["Item"]["v"] == {"S": "1"}
+    assert up.count("GetItem") == 1
+    clock.now += 10.1
+    assert run(acc, up, "GetItem", Key=KEY)["Item"]["v"] == {"S": "2"}
+    assert up.count("GetItem") == 2
+
+
+def test_not_found_is_cached_as_a_negative_entry(acc: Accelerator) -> None:
+    up = Upstream()
+    up.answer("GetItem", {})
+    assert "Item" not in run(acc, up, "GetItem", Key=KEY)
+    assert run(acc, up, "GetItem", Key=KEY) == {}
+    assert up.count("GetItem") == 1
+
+
+def test_fill_after_invalidate_never_stores_the_pre_write_value(acc: Accelerator) -> None:
+    up = Upstream()
+    stale_read = acc.plan("GetItem", {"TableName": TABLE, "Key": KEY})
+    call = step(stale_read)
+    assert isinstance(call, Call) and call.operation == "GetItem"  # the miss is in flight ...
+    up.answer("PutItem", {})
+    run(acc, up, "PutItem", Item={**KEY, "v": {"S": "new"}})  # ... while a write is acknowledged
+    done = step(stale_read, orjson.dumps({"Item": {**KEY, "v": {"S": "old"}}}))
+    assert isinstance(done, Response)  # the caller of the old read gets its (old) answer ...
+    assert run(acc, up, "GetItem", Key=KEY)["Item"]["v"] == {"S": "new"}  # ... the cache keeps the write's image
+
+
+def test_recently_written_keys_are_refilled_with_consistent_read(acc: Accelerator, clock: Clock) -> None:
+    up = Upstream()
+    up.answer("UpdateItem", {"Attributes": {**KEY, "v": {"S": "x"}}})
+    run(acc, up, "UpdateItem", Key=KEY, UpdateExpression="SET v = :v", ReturnValues="ALL_OLD",
+        ExpressionAttributeValues={":v": {"S": "x"}})  # ALL_OLD: the key is evicted, not cached
+    up.answer("GetItem", {"Item": {**KEY, "v": {"S": "x"}}}, {"Item": {**KEY, "v": {"S": "x"}}})
+    run(acc, up, "GetItem", Key=KEY)
+    assert orjson.loads(up.calls[-1].body)["ConsistentRead"] is True
+    clock.now += 10.5  # past the window and the TTL
+    run(acc, up, "GetItem", Key=KEY)
+    assert "ConsistentRead" not in orjson.loads(up.calls[-1].body)
+
+
+def test_put_item_caches_the_normalized_image(acc: Accelerator) -> None:
+    up = Upstream()
+    up.answer("PutItem", {})
+    run(acc, up, "PutItem", Item={**KEY, "n": {"N": "1.50"}, "ns": {"NS": ["1e3"]}})
+    assert run(acc, up, "GetItem", Key=KEY)["Item"] == {**KEY, "n": {"N": "1.5"}, "ns": {"NS": ["1000"]}}
+    assert up.count("GetItem") == 0
+
+
+def test_update_item_asks_all_new_and_answers_what_was_asked(acc: Accelerator) -> None:
+    up = Upstream()
+    image = {**KEY, "v": {"N": "2"}}
+    up.answer("UpdateItem", {"Attributes": image})
+    response = run(acc, up, "UpdateItem", Key=KEY, UpdateExpression="ADD v :one",
+                   ExpressionAttributeValues={":one": {"N": "1"}})
+    assert response == {}  # the caller asked NONE (the default)
+    assert orjson.loads(up.calls[-1].body)["ReturnValues"] == "ALL_NEW"
+    assert run(acc, up, "GetItem", Key=KEY)["Item"] == image
+
+
+def test_failed_conditional_write_evicts_the_key(acc: Accelerator) -> None:
+    up = Upstream()
+    up.answer("GetItem", {"Item": {**KEY, "v": {"S": "cached"}}}, {"Item": {**KEY, "v": {"S": "now"}}})
+    run(acc, up, "GetItem", Key=KEY)
+    up.answer("PutItem", ConditionalCheckFailedException("The conditional request failed"))
+    with pytest.raises(ConditionalCheckFailedException):
+        run(acc, up, "PutItem", Item=KEY, ConditionExpression="attribute_not_exists(pk)")
+    assert run(acc, up, "GetItem", Key=KEY)["Item"]["v"] == {"S": "now"}
+
+
+def test_query_invalidated_by_writes_to_its_partition_only(acc: Accelerator) -> None:
+    up = Upstream()
+    query = {"KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"S": "a"}}}
+    up.answer("Query", {"Items": [], "Count": 0, "ScannedCount": 0})
+    run(acc, up, "Query", **query)
+    up.answer("PutItem", {}, {})
+    run(acc, up, "PutItem", Item={"pk": {"S": "other"}, "sk": {"N": "1"}})
+    run(acc, up, "Query", **query)
+    assert up.count("Query") == 1  # another partition's write leaves it cached
+    run(acc, up, "PutItem", Item={"pk": {"S": "a"}, "sk": {"N": "9"}})
+    up.answer("Query", {"Items": [{"pk": {"S": "a"}, "sk": {"N": "9"}}], "Count": 1, "ScannedCount": 1})
+    assert run(acc, up, "Query", **query)["Count"] == 1
+    assert up.count("Query") == 2
+
+
+def test_scan_invalidated_by_any_write_to_the_table(acc: Accelerator) -> None:
+    up = Upstream()
+    up.answer("Scan", {"Items": [], "Count": 0, "ScannedCount": 0}, {"Items": [], "Count": 0, "ScannedCount": 0})
+    run(acc, up, "Scan")
+    run(acc, up, "Scan")
+    assert up.count("Scan") == 1
+    up.answer("DeleteItem", {})
+    run(acc, up, "DeleteItem", Key=KEY)
+    run(acc, up, "Scan")
+    assert up.count("Scan") == 2
+
+
+def test_batch_get_fetches_only_misses_and_never_caches_unprocessed_keys(acc: Accelerator) -> None:
+    up = Upstream()
+    keys = [{"pk": {"S": str(i)}, "sk": {"N": "1"}} for i in range(4)]
+    up.answer("GetItem", {"Item": {**keys[0], "v": {"S": "0"}}})
+    run(acc, up, "GetItem", Key=keys[0])
+    up.answer("BatchGetItem", {"Responses": {TABLE: [{**keys[1], "v": {"S": "1"}}]},
+                               "UnprocessedKeys": {TABLE: {"Keys": [keys[3]]}}})
+    response = run_plan_sync(acc.plan("BatchGetItem", {"RequestItems": {TABLE: {"Keys": keys}}}), up).data
+    sent = up.last("BatchGetItem")["RequestItems"][TABLE]["Keys"]
+    assert sent == keys[1:]  # the cached key was not asked for again
+    assert sorted(i["v"]["S"] for i in response["Responses"][TABLE]) == ["0", "1"]
+    assert response["UnprocessedKeys"] == {TABLE: {"Keys": [keys[3]]}}
+    up.answer("BatchGetItem", {"Responses": {TABLE: [{**keys[3], "v": {"S": "3"}}]}, "UnprocessedKeys": {}})
+    again = run_plan_sync(acc.plan("BatchGetItem", {"RequestItems": {TABLE: {"Keys": keys}}}), up).data
+    assert up.last("BatchGetItem")["RequestItems"][TABLE]["Keys"] == [keys[3]]  # key 2 is a negative hit
+    assert sorted(i["v"]["S"] for i in again["Responses"][TABLE]) == ["0", "1", "3"]
+
+
+def test_transaction_cancelled_evicts_every_key_it_named(acc: Accelerator) -> None:
+    up = Upstream()
+    up.answer("GetItem", {"Item": {**KEY, "v": {"S": "cached"}}}, {"Item": {**KEY, "v": {"S": "fresh"}}})
+    run(acc, up, "GetItem", Key=KEY)
+    up.answer("TransactWriteItems", DaxdError("cancelled", code="TransactionCanceledException", status=400))
+    with pytest.raises(DaxdError):
+        run_plan_sync(acc.plan("TransactWriteItems", {"TransactItems": [
+            {"ConditionCheck": {"TableName": TABLE, "Key": KEY, "ConditionExpression": "attribute_exists(v)"}}]}), up)
+    assert run(acc, up, "GetItem", Key=KEY)["Item"]["v"] == {"S": "fresh"}
+
+
+def test_a_table_deleted_elsewhere_is_flushed(acc: Accelerator) -> None:
+    up = Upstream()
+    up.answer("PutItem", {})
+    run(acc, up, "PutItem", Item=KEY)
+    assert len(acc.store) == 1
+    up.answer("Query", ResourceNotFoundException("Requested resource not found"))
+    with pytest.raises(ResourceNotFoundException):
+        run(acc, up, "Query", KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "a"}})
+    assert len(acc.store) == 0
+
+
+def test_consumed_capacity_on_a_hit_is_zero(acc: Accelerator) -> None:
+    up = Upstream()
+    up.answer("GetItem", {"Item": KEY, "ConsumedCapacity": {"TableName": TABLE, "CapacityUnits": 0.5}})
+    run(acc, up, "GetItem", Key=KEY, ReturnConsumedCapacity="TOTAL")
+    hit = run(acc, up, "GetItem", Key=KEY, ReturnConsumedCapacity="TOTAL")
+    assert hit == {"Item": KEY, "ConsumedCapacity": {"TableName": TABLE, "CapacityUnits": 0.0}}
