@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import datetime
 import hashlib
+import hmac
 from typing import Any
 from unittest import mock
 
@@ -14,6 +15,8 @@ import botocore.awsrequest
 import botocore.credentials
 import pytest
 from amazondax import SigV4Gen
+from hypothesis import given
+from hypothesis import strategies as st
 
 from daxd.model.errors import (
     ClientError,
@@ -113,6 +116,12 @@ def test_naive_time_is_utc() -> None:
     assert signer.sign("POST", "h", "/", {}, b"", creds, NOW.replace(tzinfo=None)) == aware
     tokyo = NOW.astimezone(datetime.timezone(datetime.timedelta(hours=9)))
     assert signer.sign("POST", "h", "/", {}, b"", creds, tokyo) == aware
+
+
+@given(st.binary(max_size=300), st.text(max_size=50))
+def test_prekeyed_hmac_equals_hmac(message: bytes, secret: str) -> None:
+    key = sigv4.signing_key(secret, "20260501", "us-east-1", "dynamodb")
+    assert key.hexdigest(message) == hmac.new(key.raw, message, hashlib.sha256).hexdigest()
 
 
 # --- verification ----------------------------------------------------------------------------------
@@ -241,7 +250,7 @@ def test_dax_go_client_form_verifies() -> None:
            + hashlib.sha256(creq.encode()).hexdigest()).encode()
     assert sts.split(b"\n")[3].startswith(b"8f671883")  # the hash the addendum quotes
     key = sigv4.signing_key("SECRET", "20261126", "us-east-1", "dax")
-    signature = sigv4._signature(key, sts)
+    signature = key.hexdigest(sts)
     assert verify_dax_authorization("AKID", signature, sts, SECRETS, DAX_TIME) == "AKID"
 
 

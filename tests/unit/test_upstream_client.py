@@ -12,6 +12,7 @@ from typing import Any, cast
 import botocore.session
 import orjson
 import pytest
+import uvloop
 
 from daxd.model.errors import (
     ConditionalCheckFailedException,
@@ -301,6 +302,25 @@ async def test_observe_hook_gets_operation_and_latency() -> None:
     await up.call("Query", b"{}")
     assert [op for op, _ in seen] == ["Query"] and seen[0][1] >= 0
     await up.close()
+
+
+def test_large_bodies_on_uvloop() -> None:
+    """The pool runs on uvloop too; bodies past the single-write threshold go through whole."""
+    big = b'{"v":"' + b"x" * 200_000 + b'"}'
+
+    async def echo(request: _Request) -> Reply:
+        return http(200, bytes(request.body))
+
+    async def run() -> None:
+        server, up = await serve(echo)
+        for _ in range(2):
+            assert await up.call("PutItem", big) == big
+        assert server.connections == 1
+        await up.close()
+        await server.stop()
+        RUNNING.clear()
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(run())
 
 
 def test_botocore_credentials_wraps_session_and_fallback() -> None:
