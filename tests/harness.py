@@ -26,7 +26,7 @@ from botocore.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
 CREDENTIALS = {"aws_access_key_id": "daxdtest", "aws_secret_access_key": "daxdtest", "region_name": "us-east-1"}
-CLIENT_CONFIG = Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=20)
+CLIENT_CONFIG = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=20)
 
 
 def free_port() -> int:
@@ -120,7 +120,7 @@ class DaxdNode:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        if self.process.stdout is not None:
+        if self.process.stdout is not None and not self.process.stdout.closed:
             self.output.append(self.process.stdout.read())
             self.process.stdout.close()
         return self.process.returncode
