@@ -1,0 +1,133 @@
+"""DynamoDB JSON API: boto3 -> DynamoDB Local directly vs boto3 -> daxd, same run.
+
+    .venv/bin/python benchmarks/bench_http.py [--quick]
+
+Measures (1) client-observed latency of cached GetItem (1 KB item), Query (10
+items) and BatchGetItem (100 keys) through boto3; (2) what a miss costs over
+going direct, with a lean keep-alive client so boto3's ~600 µs do not hide it;
+(3) server throughput of cached GetItem under wrk with 64 connections, and
+server CPU per request. Needs wrk (Debian package `wrk`) for (3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import itertools
+import re
+import shutil
+import subprocess
+import uuid
+from typing import Any
+
+from common import ROOT, DaxdNode, DynamoDBLocal, client, cpu_seconds, create_table, latency, make_item
+
+HEADERS = {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Date": "20260101T000000Z",
+           "Authorization": "AWS4-HMAC-SHA256 Credential=daxdtest/20260101/us-east-1/dynamodb/aws4_request, "
+                            "SignedHeaders=host, Signature=" + "0" * 64}
+
+
+def load(direct: Any, table: str) -> None:
+    items = [make_item(f"user#{i:06d}") for i in range(1000)] + [make_item("q10", i) for i in range(10)]
+    for start in range(0, len(items), 25):
+        direct.batch_write_item(RequestItems={table: [{"PutRequest": {"Item": it}} for it in items[start:start + 25]]})
+
+
+def boto3_latency(direct: Any, cached: Any, table: str, runs: int, calls: int) -> list[tuple[str, float, float, float, float]]:
+    keys = itertools.cycle([{"pk": {"S": f"user#{i:06d}"}, "sk": {"N": "0"}} for i in range(1000)])
+    batch = [{"pk": {"S": f"user#{i:06d}"}, "sk": {"N": "0"}} for i in range(100)]
+    query = {"TableName": table, "KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"S": "q10"}}}
+    cases = {
+        "GetItem (1 KB)": lambda c: c.get_item(TableName=table, Key=next(keys)),
+        "Query (10 items)": lambda c: c.query(**query),
+        "BatchGetItem (100 keys)": lambda c: c.batch_get_item(RequestItems={table: {"Keys": batch}}),
+    }
+    rows = []
+    for name, case in cases.items():
+        for _ in range(1000 if name.startswith("GetItem") else 1):
+            case(cached)  # warm the cache
+        d50, d99 = latency(lambda case=case: case(direct), runs=runs, calls=calls)  # type: ignore[misc]
+        c50, c99 = latency(lambda case=case: case(cached), runs=runs, calls=calls)  # type: ignore[misc]
+        rows.append((name, d50, d99, c50, c99))
+    return rows
+
+
+def raw_getitem(port: int, table: str, runs: int, calls: int) -> tuple[float, float]:
+    connection = http.client.HTTPConnection("127.0.0.1", port)
+    counter = itertools.count()
+
+    def call() -> None:
+        body = b'{"TableName":"%s","Key":{"pk":{"S":"user#%06d"},"sk":{"N":"0"}}}' % (table.encode(), next(counter) % 1000)
+        connection.request("POST", "/", body, {**HEADERS, "X-Amz-Target": "DynamoDB_20120810.GetItem"})
+        response = connection.getresponse()
+        assert response.status == 200, response.read()
+        response.read()
+
+    return latency(call, runs=runs, calls=calls)
+
+
+def wrk(port: int, pid: int, table: str, seconds: int) -> tuple[float, float, float, float]:
+    """Requests/s, p50 µs, p99 µs and server CPU µs per request under wrk -c64."""
+    before = cpu_seconds(pid)
+    output = subprocess.run(
+        ["wrk", "-t2", "-c64", f"-d{seconds}s", "-s", str(ROOT / "benchmarks" / "getitem.lua"), f"http://127.0.0.1:{port}/"],
+        capture_output=True, text=True, check=True, env={"TABLE": table, "NKEYS": "1000", "PATH": "/usr/bin:/bin"},
+        timeout=seconds + 30).stdout
+    cpu = cpu_seconds(pid) - before
+    match = re.search(r"RESULT requests=(\d+) duration_us=(\d+) errors=(\d+) non2xx=(\d+) p50_us=(\d+) p99_us=(\d+)", output)
+    assert match, output
+    requests, duration, errors, non2xx, p50, p99 = (int(g) for g in match.groups())
+    assert errors == 0 and non2xx == 0, output
+    return requests / (duration / 1e6), p50, p99, cpu / requests * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="fewer runs and a shorter wrk")
+    args = parser.parse_args()
+    runs, calls, seconds = (3, 200, 5) if args.quick else (5, 400, 10)
+
+    ddl = DynamoDBLocal()
+    direct = client(ddl.endpoint)
+    table = create_table(direct, f"PerfTab-{uuid.uuid4().hex[:6]}")
+    load(direct, table)
+    node = DaxdNode(ddl.endpoint, "--item-ttl", "3600", "--query-ttl", "3600", "--cache-size", "2GiB",
+                    "--log-level", "warning")
+    missing = DaxdNode(ddl.endpoint, "--item-ttl", "0.000001", "--log-level", "warning")  # every read is a miss
+    try:
+        print("## boto3 latency, µs (median of per-run p50/p99)\n")
+        print("| operation | direct p50 | direct p99 | daxd hit p50 | daxd hit p99 | hit/direct p50 |")
+        print("|---|---|---|---|---|---|")
+        for name, d50, d99, c50, c99 in boto3_latency(direct, node.client(), table, runs, calls):
+            print(f"| {name} | {d50:.0f} | {d99:.0f} | {c50:.0f} | {c99:.0f} | {c50 / d50:.2f}x |")
+
+        print("\n## Miss cost, lean keep-alive client (http.client), GetItem 1 KB, µs\n")
+        d50, d99 = raw_getitem(ddl.port, table, runs, calls)
+        m50, m99 = raw_getitem(missing.ports["http"], table, runs, calls)
+        h50, h99 = raw_getitem(node.ports["http"], table, runs, calls)
+        print("| path | p50 | p99 |\n|---|---|---|")
+        print(f"| direct to DynamoDB Local | {d50:.0f} | {d99:.0f} |")
+        print(f"| through daxd, miss | {m50:.0f} | {m99:.0f} |")
+        print(f"| through daxd, hit | {h50:.0f} | {h99:.0f} |")
+        print(f"\nmiss overhead: **{m50 - d50:+.0f} µs** at p50 (target ≤ +200 µs); hit/direct p50 {h50 / d50:.2f}x")
+
+        if shutil.which("wrk"):
+            print(f"\n## Throughput, cached GetItem over HTTP, wrk -t2 -c64 -d{seconds}s\n")
+            print("| server | req/s | p50 µs | p99 µs | server CPU µs/req |\n|---|---|---|---|---|")
+            results = {}
+            for name, port, pid in (("DynamoDB Local", ddl.port, ddl.process.pid),
+                                    ("daxd (hits)", node.ports["http"], node.process.pid)):
+                rps, p50, p99, cpu = results[name] = wrk(port, pid, table, seconds)
+                print(f"| {name} | {rps:,.0f} | {p50} | {p99} | {cpu:.1f} |")
+            ratio = results["daxd (hits)"][0] / results["DynamoDB Local"][0]
+            print(f"\ndaxd/DynamoDB Local throughput: **{ratio:.1f}x** (target ≥ 40,000 req/s)")
+        else:
+            print("\n(wrk not installed: `apt-get install wrk` for the throughput figures)")
+    finally:
+        node.stop()
+        missing.stop()
+        ddl.stop()
+
+
+if __name__ == "__main__":
+    main()

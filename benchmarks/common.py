@@ -1,0 +1,68 @@
+"""Shared pieces of the benchmarks: data, timing, process CPU, and the real parts.
+
+Every benchmark measures the direct path (DynamoDB Local) and the daxd path in
+the same run on the same machine, and prints ratios; absolute numbers on a
+shared 2-core VM drift by 10-30% between runs (see shared/perf-baselines.md).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import string
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.harness import DaxdNode, DynamoDBLocal, client, create_table  # noqa: E402
+
+__all__ = ["ROOT", "DaxdNode", "DynamoDBLocal", "client", "cpu_seconds", "create_table", "latency",
+           "make_item", "percentiles"]
+
+
+def make_item(pk: str, sk: int = 0) -> dict[str, Any]:
+    """A realistic ~1 KB item (DynamoDB JSON): S, N, BOOL, SS, M, L, B and a long string."""
+    return {
+        "pk": {"S": pk}, "sk": {"N": str(sk)},
+        "name": {"S": "Ada Lovelace"}, "age": {"N": "36"}, "score": {"N": "12345.6789"},
+        "active": {"BOOL": True}, "tags": {"SS": ["math", "poetry", "engines", "notes"]},
+        "address": {"M": {"street": {"S": "12 St James's Square"}, "city": {"S": "London"},
+                          "zip": {"S": "SW1Y 4JH"}, "geo": {"L": [{"N": "51.5074"}, {"N": "-0.1357"}]}}},
+        "history": {"L": [{"M": {"at": {"N": str(1800 + i)}, "what": {"S": f"event {i}"}}} for i in range(6)]},
+        "blob": {"B": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="},
+        "bio": {"S": (string.ascii_letters * 9)[:433]},
+    }
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    """p50 and p99 of samples (seconds) in microseconds."""
+    ordered = sorted(samples)
+    return (ordered[len(ordered) // 2] * 1e6, ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1e6)
+
+
+def latency(call: Callable[[], Any], *, runs: int = 5, calls: int = 300, warmup: int = 50) -> tuple[float, float]:
+    """Median over ``runs`` of each run's p50 and p99 (µs) for ``calls`` sequential calls."""
+    for _ in range(warmup):
+        call()
+    p50s, p99s = [], []
+    for _ in range(runs):
+        samples = []
+        for _ in range(calls):
+            started = time.perf_counter()
+            call()
+            samples.append(time.perf_counter() - started)
+        p50, p99 = percentiles(samples)
+        p50s.append(p50)
+        p99s.append(p99)
+    return statistics.median(p50s), statistics.median(p99s)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
