@@ -32,7 +32,7 @@ from typing import Any
 import orjson
 
 from daxd.cache.generations import Generations
-from daxd.cache.item_cache import ItemCache
+from daxd.cache.item_cache import CachedItem, ItemCache
 from daxd.cache.query_cache import QueryCache
 from daxd.cache.store import Store
 from daxd.messages import Call, Response
@@ -142,6 +142,22 @@ class Accelerator:
         return {k[1] for k in self.store} | set(self.schemas)
 
     # -- reads --------------------------------------------------------------
+
+    def cached_item(self, req: dict[str, Any]) -> CachedItem | None:
+        """The GetItem hit path alone, for front ends that keep their own encoding of hits.
+
+        Returns the cached entry (counted as a hit), or None: then run :meth:`plan`.
+        A front end may keep its wire encoding of the item in ``entry.extra``;
+        it lives and dies with the entry.
+        """
+        table = req.get("TableName")
+        if (not isinstance(table, str) or req.get("ConsistentRead") is True or not self._cached(table)
+                or "ReturnConsumedCapacity" in req):
+            return None
+        hit = self.items.get(table, keys.canonical_key(req.get("Key")), _projection(req))
+        if hit is not None:
+            self.metrics.item_hit(table)
+        return hit
 
     def _get_item(self, req: dict[str, Any], raw: bytes | None) -> Plan:
         table = _table(req)

@@ -220,3 +220,15 @@ def test_consumed_capacity_on_a_hit_is_zero(acc: Accelerator) -> None:
     run(acc, up, "GetItem", Key=KEY, ReturnConsumedCapacity="TOTAL")
     hit = run(acc, up, "GetItem", Key=KEY, ReturnConsumedCapacity="TOTAL")
     assert hit == {"Item": KEY, "ConsumedCapacity": {"TableName": TABLE, "CapacityUnits": 0.0}}
+
+
+def test_cached_item_is_the_hit_path_for_front_ends_with_their_own_encoding(acc: Accelerator) -> None:
+    up = Upstream()
+    request = {"TableName": TABLE, "Key": KEY}
+    assert acc.cached_item(request) is None  # a miss: the front end runs the plan
+    up.answer("GetItem", {"Item": {**KEY, "v": {"S": "x"}}})
+    run(acc, up, "GetItem", Key=KEY)
+    entry = acc.cached_item(request)
+    assert entry is not None and orjson.loads(entry.item or b"null") == {**KEY, "v": {"S": "x"}}
+    assert acc.cached_item({**request, "ConsistentRead": True}) is None
+    assert acc.metrics.value("daxd_item_cache_hits_total", table=TABLE) == 1.0
