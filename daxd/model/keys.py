@@ -76,7 +76,20 @@ def canonical_key(key: Any) -> bytes:
     """
     if not isinstance(key, dict) or not key:
         raise ValidationException("The provided key element does not match the schema")
-    return orjson.dumps(normalize_item(key), option=orjson.OPT_SORT_KEYS)
+    if not all(_is_canonical(value) for value in key.values()):
+        key = normalize_item(key)
+    return orjson.dumps(key, option=orjson.OPT_SORT_KEYS)
+
+
+def _is_canonical(value: Any) -> bool:
+    """True for the common key values that normalizing would not change: strings and plain integers."""
+    if not isinstance(value, dict) or len(value) != 1:
+        return False
+    text = value.get("S")
+    if isinstance(text, str):
+        return True
+    text = value.get("N")
+    return isinstance(text, str) and text.isascii() and text.isdigit() and (text[0] != "0" or text == "0") and len(text) <= 38
 
 
 def canonical_value(value: Any) -> bytes:

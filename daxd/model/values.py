@@ -32,6 +32,8 @@ def normalize_number(text: str) -> str:
     Raises:
         ValidationException: the text is not a number, as DynamoDB says it.
     """
+    if text.isascii() and text.isdigit() and (text[0] != "0" or text == "0") and len(text) <= 38:
+        return text  # already canonical (the common case for keys): skip Decimal
     try:
         value = decimal.Decimal(text)
     except (decimal.InvalidOperation, TypeError, ValueError):

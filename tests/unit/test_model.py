@@ -131,3 +131,11 @@ def test_unknown_keys_in_a_config_file_are_refused(tmp_path: Path) -> None:
     path.write_text("htp_port = 1\n")
     with pytest.raises(ConfigError, match="htp_port"):
         load({}, {}, path)
+
+
+@pytest.mark.parametrize("bad", ["²", "١٢", "1²"])
+def test_unicode_digits_are_not_numbers(bad: str) -> None:
+    with pytest.raises(ValidationException):
+        normalize_number(bad)
+    with pytest.raises(ValidationException):
+        canonical_key({"pk": {"N": bad}})
