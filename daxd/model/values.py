@@ -38,7 +38,7 @@ def normalize_number(text: str) -> str:
         value = decimal.Decimal(text)
     except (decimal.InvalidOperation, TypeError, ValueError):
         raise ValidationException("A value provided cannot be converted into a number") from None
-    if not value.is_finite() or text != text.strip():
+    if not value.is_finite() or text != text.strip() or not text.isascii():
         raise ValidationException("A value provided cannot be converted into a number")
     if value.is_zero():
         return "0"
