@@ -15,6 +15,7 @@ from typing import Any
 
 from daxd.cache.generations import Generations
 from daxd.cache.store import Store
+from daxd.model.keys import compact
 
 Token = tuple[int, int]
 
@@ -71,5 +72,7 @@ class ItemCache:
         return self.keys.bumped_since((table, key), since)
 
     def _put(self, table: str, key: bytes, projection: str, item: bytes | None) -> bool:
+        if item is not None:
+            item = compact(item)
         size = len(key) + len(projection) + (len(item) if item is not None else 0)
         return self.store.put(("i", table, key, projection), CachedItem(item), size, self.ttl)

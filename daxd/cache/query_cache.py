@@ -19,6 +19,7 @@ from typing import Any
 
 from daxd.cache.generations import Generations
 from daxd.cache.store import Store
+from daxd.model.keys import compact
 
 Token = tuple[int, int]
 
@@ -65,7 +66,7 @@ class QueryCache:
     def fill(self, table: str, request: bytes, partition: bytes | None, body: bytes, token: Token) -> bool:
         if token != self.token(table, partition):
             return False
-        page = CachedPage(body, token)
+        request, page = compact(request), CachedPage(compact(body), token)
         return self.store.put(("q", table, request), page, len(request) + len(body), self.ttl)
 
     def invalidate(self, table: str, partition: bytes | None) -> None:

@@ -26,13 +26,18 @@ SET_TYPES = frozenset({"SS", "NS", "BS"})
 ALL_TYPES = SCALAR_TYPES | SET_TYPES | {"M", "L"}
 
 
+def is_plain_integer(text: str) -> bool:
+    """True for a non-negative integer already spelled as DynamoDB stores it ("0", "42")."""
+    return text.isascii() and text.isdigit() and (text[0] != "0" or text == "0") and len(text) <= 38
+
+
 def normalize_number(text: str) -> str:
     """DynamoDB's canonical spelling of a number (``"-1.230e+2"`` -> ``"-123"``).
 
     Raises:
         ValidationException: the text is not a number, as DynamoDB says it.
     """
-    if text.isascii() and text.isdigit() and (text[0] != "0" or text == "0") and len(text) <= 38:
+    if is_plain_integer(text):
         return text  # already canonical (the common case for keys): skip Decimal
     try:
         value = decimal.Decimal(text)
