@@ -23,8 +23,8 @@ from daxd.observability import Metrics
 
 log = logging.getLogger("daxd.http")
 
-TARGET_PREFIX = "DynamoDB_20120810."
-_JSON_TYPES = frozenset({"", "application/x-amz-json-1.0", "application/x-amz-json-1.1", "application/json"})
+TARGET_PREFIX = b"DynamoDB_20120810."
+_JSON_TYPES = frozenset({b"", b"application/x-amz-json-1.0", b"application/x-amz-json-1.1", b"application/json"})
 
 #: Checks a request's identity (SigV4); raises a DaxdError to refuse it. None: accept all.
 Authorizer = Callable[[HttpRequest], None]
@@ -64,11 +64,13 @@ class DynamoDBApp:
             return self._error(InternalServerError("Internal server error"), operation, started)
 
     def _operation(self, request: HttpRequest) -> str:
-        target = request.headers.get("x-amz-target", "")
-        content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        target = request.raw_headers.get(b"x-amz-target", b"")
+        content_type = request.raw_headers.get(b"content-type", b"")
+        if content_type not in _JSON_TYPES:
+            content_type = content_type.partition(b";")[0].strip().lower()
         if request.method != "POST" or not target.startswith(TARGET_PREFIX) or content_type not in _JSON_TYPES:
             raise UnknownOperationException("")
-        return target[len(TARGET_PREFIX):]
+        return target[len(TARGET_PREFIX):].decode("ascii", "replace")
 
     def _ok(self, response: Response, operation: str, started: float) -> HttpResponse:
         self.metrics.request(operation, time.perf_counter() - started)

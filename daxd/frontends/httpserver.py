@@ -31,12 +31,25 @@ _REASONS = {200: b"OK", 400: b"Bad Request", 403: b"Forbidden", 404: b"Not Found
             500: b"Internal Server Error", 503: b"Service Unavailable"}
 
 
-@dataclass(slots=True)
 class HttpRequest:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
+    """One parsed request. Header names are lower-cased bytes in ``raw_headers``;
+    ``headers`` decodes them to text only when someone asks (SigV4 checks do,
+    the cache-hit path does not)."""
+
+    __slots__ = ("_headers", "body", "method", "path", "raw_headers")
+
+    def __init__(self, method: str, path: str, raw_headers: dict[bytes, bytes], body: bytes) -> None:
+        self.method = method
+        self.path = path
+        self.raw_headers = raw_headers
+        self.body = body
+        self._headers: dict[str, str] | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        if self._headers is None:
+            self._headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in self.raw_headers.items()}
+        return self._headers
 
 
 @dataclass(slots=True)
@@ -48,6 +61,9 @@ class HttpResponse:
     close: bool = False
 
     def encode(self) -> bytes:
+        if self.status == 200 and not self.close and len(self.headers) == 1:
+            name, value = self.headers[0]
+            return _OK_HEAD % (self.content_type, len(self.body), name, value) + self.body
         head = [b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
                 % (self.status, _REASONS.get(self.status, b"Unknown"), self.content_type, len(self.body))]
         head.extend(b"%s: %s\r\n" % pair for pair in self.headers)
@@ -56,6 +72,8 @@ class HttpResponse:
         head.append(b"\r\n")
         return b"".join(head) + self.body
 
+
+_OK_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s: %s\r\n\r\n"
 
 Application = Callable[[HttpRequest], "HttpResponse | Awaitable[HttpResponse]"]
 
@@ -80,7 +98,7 @@ class HttpProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self._url = b""
-        self._headers: dict[str, str] = {}
+        self._headers: dict[bytes, bytes] = {}
         self._body: list[bytes] = []
         self._body_size = 0
         self._queue: deque[HttpRequest] = deque()
@@ -117,12 +135,12 @@ class HttpProtocol(asyncio.Protocol):
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        self._headers[name.lower()] = value
 
     def on_headers_complete(self) -> None:
-        length = self._headers.get("content-length", "0")
+        length = self._headers.get(b"content-length", b"0")
         if length.isdigit() and int(length) > self.max_body:
-            self._fail(413, f"Request body of {length} bytes is over the limit of {self.max_body}")
+            self._fail(413, f"Request body of {int(length)} bytes is over the limit of {self.max_body}")
 
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)
