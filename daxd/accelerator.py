@@ -108,7 +108,7 @@ class Accelerator:
             "GetItem": self._get_item,
             "BatchGetItem": self._batch_get_item,
             "Query": self._query,
-            "Scan": self._query,
+            "Scan": self._scan,
             "PutItem": self._put_item,
             "UpdateItem": self._update_item,
             "DeleteItem": self._delete_item,
@@ -242,8 +242,10 @@ class Accelerator:
             self.items.fill(table, key, projection, None if item is None else dumps(item),
                             tokens[(table, key)])
 
-    def _query(self, req: dict[str, Any], raw: bytes | None) -> Plan:
-        operation = "Query" if "KeyConditionExpression" in req or "KeyConditions" in req else "Scan"
+    def _scan(self, req: dict[str, Any], raw: bytes | None) -> Plan:
+        return self._query(req, raw, "Scan")
+
+    def _query(self, req: dict[str, Any], raw: bytes | None, operation: str = "Query") -> Plan:
         table = _table(req)
         if req.get("ConsistentRead") is True or not self.queries.enabled or not self._cached(table):
             return (yield from self._forward(operation, req, raw))
@@ -251,8 +253,8 @@ class Accelerator:
         if operation == "Query" and not req.get("IndexName"):
             schema = yield from self._schema(table)
             partition = _query_partition(req, schema)
-        request_key = orjson.dumps({k: v for k, v in req.items() if k not in _NOT_IN_QUERY_KEY},
-                                   option=orjson.OPT_SORT_KEYS)
+        request_key = operation.encode() + orjson.dumps(
+            {k: v for k, v in req.items() if k not in _NOT_IN_QUERY_KEY}, option=orjson.OPT_SORT_KEYS)
         hit = self.queries.get(table, request_key, partition)
         if hit is not None:
             self.metrics.query_hit(operation, table)
@@ -278,8 +280,9 @@ class Accelerator:
         schema = yield from self._schema(table)
         item = normalize_item(req.get("Item"))
         key, partition = self._locate(item, schema)
+        token = self.items.token(table, key)
         body = yield from self._write("PutItem", req, raw, [(table, key, partition)])
-        self.items.put_image(table, key, dumps(item))
+        self.items.put_image(table, key, dumps(item), token)
         return Response(body=body)
 
     def _update_item(self, req: dict[str, Any], raw: bytes | None) -> Plan:
@@ -294,13 +297,14 @@ class Accelerator:
             self.items.evict(table, key)
             return Response(body=body)
         upstream_req = {**req, "ReturnValues": "ALL_NEW"}
+        token = self.items.token(table, key)
         touched = [(table, key, partition)]
         data = orjson.loads((yield from self._write("UpdateItem", upstream_req, None, touched)))
         image = data.get("Attributes")
         if image is None:
             self.items.evict(table, key)
         else:
-            self.items.put_image(table, key, dumps(image))
+            self.items.put_image(table, key, dumps(image), token)
         if asked == "NONE":
             data.pop("Attributes", None)
         return Response(data=data)
@@ -311,8 +315,9 @@ class Accelerator:
             return (yield from self._forward("DeleteItem", req, raw))
         schema = yield from self._schema(table)
         key, partition = self._locate(req.get("Key"), schema)
+        token = self.items.token(table, key)
         body = yield from self._write("DeleteItem", req, raw, [(table, key, partition)])
-        self.items.put_image(table, key, None)
+        self.items.put_image(table, key, None, token)
         return Response(body=body)
 
     def _batch_write_item(self, req: dict[str, Any], raw: bytes | None) -> Plan:
@@ -329,6 +334,7 @@ class Accelerator:
                 elif isinstance(delete, dict):
                     writes.append((table, *self._locate(delete.get("Key"), schema), None))
         touched = [(t, k, p) for t, k, p, _ in writes]
+        tokens = {(t, k): self.items.token(t, k) for t, k, _ in touched}
         data = orjson.loads((yield from self._write("BatchWriteItem", req, raw, touched)))
         unprocessed = set()
         for table, requests in (data.get("UnprocessedItems") or {}).items():
@@ -340,7 +346,7 @@ class Accelerator:
             if (table, key) in unprocessed:
                 self.items.evict(table, key)
             else:
-                self.items.put_image(table, key, image)
+                self.items.put_image(table, key, image, tokens[(table, key)])
         return Response(data=data)
 
     def _transact_write_items(self, req: dict[str, Any], raw: bytes | None) -> Plan:
@@ -357,11 +363,12 @@ class Accelerator:
             elif kind in ("Update", "Delete", "ConditionCheck"):
                 actions.append((str(kind), table, *self._locate(action.get("Key"), schema), None))
         touched = [(t, k, p) for kind, t, k, p, _ in actions if kind != "ConditionCheck"]
+        tokens = {(t, k): self.items.token(t, k) for _, t, k, _, _ in actions}
         body = yield from self._write("TransactWriteItems", req, raw, touched,
                                       also_evict=[(t, k) for _, t, k, _, _ in actions])
         for kind, table, key, _, image in actions:
             if kind in ("Put", "Delete"):
-                self.items.put_image(table, key, image)
+                self.items.put_image(table, key, image, tokens[(table, key)])
             elif kind == "Update":
                 self.items.evict(table, key)
         return Response(body=body)

@@ -56,10 +56,18 @@ class ItemCache:
             self._projections.setdefault((table, key), set()).add(projection)
         return self._put(table, key, projection, item)
 
-    def put_image(self, table: str, key: bytes, item: bytes | None) -> None:
-        """After an acknowledged write: the new full image (None: deleted)."""
+    def put_image(self, table: str, key: bytes, item: bytes | None, token: Token) -> None:
+        """After an acknowledged write: the new full image (None: deleted).
+
+        ``token`` was taken before the write was sent. If the key changed since
+        (another write through this node was acknowledged meanwhile), the two
+        acknowledgements may have arrived in the opposite order to the one
+        DynamoDB applied, so neither image can be trusted: the key is evicted.
+        """
+        stale = token != self.token(table, key)
         self.evict(table, key)
-        self._put(table, key, "", item)
+        if not stale:
+            self._put(table, key, "", item)
 
     def evict(self, table: str, key: bytes) -> None:
         """Forget every entry of a key and make in-flight fills of it stale."""

@@ -15,7 +15,12 @@ import pytest
 from daxd.accelerator import Accelerator, CacheSettings
 from daxd.drivers import run_plan_sync, step
 from daxd.messages import Call, Response
-from daxd.model.errors import ConditionalCheckFailedException, DaxdError, ResourceNotFoundException
+from daxd.model.errors import (
+    ConditionalCheckFailedException,
+    DaxdError,
+    ResourceNotFoundException,
+    ValidationException,
+)
 
 TABLE = "t"
 DESCRIBE = orjson.dumps({"Table": {
@@ -232,3 +237,28 @@ def test_cached_item_is_the_hit_path_for_front_ends_with_their_own_encoding(acc:
     assert entry is not None and orjson.loads(entry.item or b"null") == {**KEY, "v": {"S": "x"}}
     assert acc.cached_item({**request, "ConsistentRead": True}) is None
     assert acc.metrics.value("daxd_item_cache_hits_total", table=TABLE) == 1.0
+
+
+def test_two_writes_acknowledged_out_of_order_leave_no_image(acc: Accelerator) -> None:
+    first = acc.plan("PutItem", {"TableName": TABLE, "Item": {**KEY, "v": {"S": "first"}}})
+    second = acc.plan("PutItem", {"TableName": TABLE, "Item": {**KEY, "v": {"S": "second"}}})
+    for plan in (first, second):
+        call = step(plan)
+        if isinstance(call, Call) and call.operation == "DescribeTable":
+            call = step(plan, DESCRIBE)
+        assert isinstance(call, Call) and call.operation == "PutItem"  # both writes are in flight
+    assert isinstance(step(second, b"{}"), Response)  # DynamoDB applied first, then second,
+    assert isinstance(step(first, b"{}"), Response)  # but the acknowledgements arrive the other way round
+    up = Upstream()
+    up.answer("GetItem", {"Item": {**KEY, "v": {"S": "second"}}})
+    assert run(acc, up, "GetItem", Key=KEY)["Item"]["v"] == {"S": "second"}  # not the "first" image
+    assert up.count("GetItem") == 1
+
+
+def test_a_query_is_never_answered_by_a_cached_scan(acc: Accelerator) -> None:
+    up = Upstream()
+    up.answer("Scan", {"Items": [], "Count": 0, "ScannedCount": 0})
+    run(acc, up, "Scan")
+    up.answer("Query", ValidationException("Either the KeyConditions or KeyConditionExpression parameter must be specified"))
+    with pytest.raises(ValidationException):
+        run(acc, up, "Query")

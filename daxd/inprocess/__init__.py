@@ -1,0 +1,66 @@
+"""In-process acceleration of boto3: ``daxd.accelerate(boto3.client("dynamodb"))``.
+
+The same cache policy as the node (the Accelerator's plans), driven
+synchronously inside the application: a hit costs microseconds and never
+leaves the process. docs/inprocess.md has the contract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from daxd.accelerator import Accelerator, CacheSettings
+from daxd.config import parse_size
+from daxd.inprocess.client import AcceleratedClient
+from daxd.inprocess.driver import ThreadedDriver
+from daxd.observability import Metrics
+
+__all__ = ["AcceleratedClient", "accelerate"]
+
+
+def accelerate(target: Any, *, item_ttl: float = 300.0, query_ttl: float = 300.0,
+               cache_size: int | str = 1 << 30, tables: Iterable[str] | None = None,
+               consistent_window: float = 5.0, streams: bool = False,
+               registry: CollectorRegistry | None = None, timer: Any = None) -> Any:
+    """Wrap a boto3 DynamoDB client or resource with an in-process cache.
+
+    Args:
+        target: ``boto3.client("dynamodb")`` or ``boto3.resource("dynamodb")``.
+        item_ttl: seconds a GetItem/BatchGetItem entry lives (``--item-ttl``).
+        query_ttl: seconds a Query/Scan page lives; 0 turns the query cache off (``--query-ttl``).
+        cache_size: bytes of cache, or a size such as ``"512MiB"`` (``--cache-size``).
+        tables: cache only these tables (default: all); the others pass straight through.
+        consistent_window: seconds after a write during which refills use ConsistentRead.
+        streams: tail each cached table's DynamoDB Stream so writes made elsewhere reach the cache.
+        registry: a prometheus_client registry to export the node's metrics into.
+        timer: monotonic clock (seconds), for tests.
+
+    Returns:
+        An object with the same methods, arguments, responses and exceptions as ``target``.
+
+    Raises:
+        TypeError: ``target`` is not a boto3 DynamoDB client or resource.
+        ValueError: a setting is out of range.
+    """
+    settings = CacheSettings(item_ttl=item_ttl, query_ttl=query_ttl, cache_size=parse_size(cache_size),
+                             consistent_window=consistent_window,
+                             tables=None if tables is None else frozenset(tables))
+    extra = {} if timer is None else {"timer": timer}
+    driver = ThreadedDriver(Accelerator(settings, metrics=Metrics(registry), **extra))
+    accelerated = _wrap(target, driver)
+    if streams:
+        raise NotImplementedError("streams=True is not implemented yet")
+    return accelerated
+
+
+def _wrap(target: Any, driver: ThreadedDriver) -> Any:
+    meta = getattr(target, "meta", None)
+    if getattr(meta, "service_name", None) == "dynamodb" and hasattr(meta, "client"):
+        from daxd.inprocess.resource import accelerate_resource
+        return accelerate_resource(target, driver)
+    if getattr(getattr(meta, "service_model", None), "service_name", None) == "dynamodb":
+        return AcceleratedClient(target, driver)
+    raise TypeError(f"daxd.accelerate needs a boto3 DynamoDB client or resource, not {target!r}")

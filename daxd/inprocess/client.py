@@ -1,0 +1,253 @@
+"""The accelerated boto3 client: boto3's surface, the Accelerator's cache behind it.
+
+Theory of operation. Every DynamoDB method of the wrapped client is replaced
+by one that (1) checks parameter names against botocore's input shape, as
+boto3 would, (2) turns the keyword arguments into DynamoDB JSON and (3) runs
+the Accelerator's plan for the operation under :class:`ThreadedDriver`. A hit
+returns without touching botocore. When the plan needs DynamoDB, the call goes
+through the wrapped client's own method, so credentials, retries, hooks and
+errors are boto3's: a request the plan forwards as it was given (``Call.body``
+is the very bytes we built) is sent with the caller's own arguments, and if the
+plan answers with that response unchanged the caller gets boto3's response
+object itself. Anything else is converted (:mod:`daxd.inprocess.convert`).
+
+Upstream errors are wrapped in the matching :class:`~daxd.model.errors.DaxdError`
+(``__cause__`` is boto3's exception) so the plan can evict what a failed write
+named; the caller then gets boto3's exception, unchanged. A request the plan
+cannot handle before reaching DynamoDB (malformed input) goes to boto3 as is,
+so its validation and DynamoDB's answer apply.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from botocore.exceptions import ClientError
+from botocore.validate import validate_parameters
+
+from daxd.inprocess import convert
+from daxd.inprocess.driver import ThreadedDriver
+from daxd.messages import Call, Response
+from daxd.model.errors import DaxdError, ServiceUnavailable, from_code
+
+_UPSTREAM_MARK = "daxd_from_wrapped_client"
+#: Operations that change nothing: a direct (unplanned) success of any other flushes the cache.
+_READ_ONLY_PREFIXES = ("Get", "BatchGet", "Query", "Scan", "Describe", "List", "TransactGet")
+
+
+class Operation:
+    """What the hot path needs to know about one DynamoDB operation, looked up once."""
+
+    __slots__ = ("input_shape", "members", "method", "model", "name", "output_shape", "python_name",
+                 "read_only", "required")
+
+    def __init__(self, client: Any, python_name: str, name: str) -> None:
+        self.name = name
+        self.python_name = python_name
+        self.model = client.meta.service_model.operation_model(name)
+        self.input_shape = self.model.input_shape
+        self.output_shape = self.model.output_shape
+        self.members = frozenset(self.input_shape.members) if self.input_shape is not None else frozenset()
+        self.required = frozenset(self.input_shape.required_members) if self.input_shape is not None else frozenset()
+        self.method: Callable[..., Any] = getattr(client, python_name)
+        self.read_only = name.startswith(_READ_ONLY_PREFIXES)
+
+    def check(self, params: dict[str, Any]) -> None:
+        """Raise boto3's ParamValidationError if a name is unknown or a required one missing."""
+        if not (params.keys() <= self.members and self.required <= params.keys()):
+            validate_parameters(params, self.input_shape)
+
+
+def wrap_upstream(exc: Exception) -> DaxdError:
+    """boto3's exception as the DaxdError the plan understands; ``__cause__`` keeps the original."""
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 400
+        wrapped = from_code(str(error.get("Code", "")), str(error.get("Message", "")), status=int(status))
+    else:  # connection failures and timeouts: DynamoDB may or may not have acted
+        wrapped = ServiceUnavailable(str(exc))
+    wrapped.__cause__ = exc
+    setattr(wrapped, _UPSTREAM_MARK, True)  # marks it as not the plan's own error
+    return wrapped
+
+
+def upstream_cause(exc: BaseException) -> BaseException | None:
+    """The wrapped client's exception behind ``exc``, if :func:`wrap_upstream` made it."""
+    return exc.__cause__ if getattr(exc, _UPSTREAM_MARK, False) else None
+
+
+def hit_metadata() -> dict[str, Any]:
+    """What a response served from the cache carries as ``ResponseMetadata``: a plausible 200."""
+    return {"RequestId": "", "HTTPStatusCode": 200, "HTTPHeaders": {}, "RetryAttempts": 0}
+
+
+class Exchange:
+    """One caller's trip through a plan: performs its upstream calls and shapes its answer."""
+
+    __slots__ = ("accelerated", "op", "params", "raw", "reply", "response", "sent")
+
+    def __init__(self, accelerated: AcceleratedClient, op: Operation, params: dict[str, Any], raw: bytes) -> None:
+        self.accelerated = accelerated
+        self.op = op
+        self.params = params
+        self.raw = raw
+        self.reply: bytes | None = None
+        self.response: dict[str, Any] | None = None
+        self.sent = 0
+
+    def send(self, call: Call) -> bytes:
+        self.sent += 1
+        return self.perform(call)
+
+    def perform(self, call: Call) -> bytes:
+        """One upstream call through the wrapped client."""
+        try:
+            if call.body is self.raw:  # the caller's own request, as given
+                response = self.op.method(**self.params)
+            else:
+                op = self.accelerated._daxd_operation(call.operation)
+                response = op.method(**convert.request_params(call.body, op.input_shape))
+        except Exception as exc:
+            raise wrap_upstream(exc) from exc
+        self.response = response
+        self.reply = convert.response_json(response)
+        return self.reply
+
+    def answer(self, response: Response) -> dict[str, Any]:
+        """The plan's Response in boto3's shape; boto3's own object when the plan passed it through."""
+        body = response.body
+        if body is self.reply and self.response is not None:
+            return self.response
+        data = convert.response_data(body, response.data, self.op.output_shape)
+        own = self.response
+        data["ResponseMetadata"] = dict(own["ResponseMetadata"]) if own is not None else hit_metadata()
+        return data
+
+
+class AcceleratedClient:
+    """A boto3 DynamoDB client with the Accelerator in front; see the module docstring.
+
+    Attributes other than DynamoDB operations (``meta``, ``exceptions``,
+    ``can_paginate`` ...) are the wrapped client's.
+    """
+
+    def __init__(self, client: Any, driver: ThreadedDriver) -> None:
+        self._daxd_client = client
+        self._daxd_driver = driver
+        self._daxd_metrics = driver.accelerator.metrics
+        self._daxd_validate = bool(client.meta.config.parameter_validation)
+        self._daxd_ops: dict[str, Operation] = {}
+        self._daxd_python_names = {api: py for py, api in client.meta.method_to_api_mapping.items()}
+        self._daxd_hooks: list[Callable[[], None]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        """DynamoDB operations become accelerated methods (made once); the rest is the wrapped client's."""
+        if name.startswith("_daxd"):
+            raise AttributeError(name)
+        api_name = self._daxd_client.meta.method_to_api_mapping.get(name)
+        if api_name is None:
+            return getattr(self._daxd_client, name)
+        method = self._daxd_method(name, api_name)
+        self.__dict__[name] = method
+        return method
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(super().__dir__()) | set(dir(self._daxd_client)))
+
+    def __repr__(self) -> str:
+        return f"<daxd accelerated {self._daxd_client!r}>"
+
+    # -- boto3 surface ------------------------------------------------------
+
+    def get_paginator(self, operation_name: str) -> Any:
+        """botocore's paginator, bound to this client's accelerated method."""
+        return type(self._daxd_client).get_paginator(self, operation_name)
+
+    def get_waiter(self, waiter_name: str) -> Any:
+        """botocore's waiter, polling through this client."""
+        return type(self._daxd_client).get_waiter(self, waiter_name)
+
+    def close(self) -> None:
+        """Stop background work (the streams tailer), then close the wrapped client."""
+        for stop in self._daxd_hooks:
+            stop()
+        self._daxd_client.close()
+
+    # -- daxd additions -----------------------------------------------------
+
+    def daxd_stats(self) -> dict[str, int]:
+        """Cache counters: hits, misses, evictions and bytes (the node's metrics, summed over tables)."""
+        from daxd.inprocess.stats import stats
+        return stats(self._daxd_driver)
+
+    def daxd_flush(self, table: str | None = None) -> int:
+        """Drop cached entries (of one table, or all); how many were dropped."""
+        flushed: int = self._daxd_driver.locked(lambda acc: acc.flush(table))
+        return flushed
+
+    @property
+    def daxd_driver(self) -> ThreadedDriver:
+        """The driver and, through it, the Accelerator: for the streams tailer, tests and metrics."""
+        return self._daxd_driver
+
+    # -- the hot path -------------------------------------------------------
+
+    def _daxd_method(self, python_name: str, api_name: str) -> Callable[..., Any]:
+        op = self._daxd_operation(api_name)
+        call = self._daxd_call
+
+        def method(*args: Any, **params: Any) -> Any:
+            if args:
+                raise TypeError(f"{python_name}() only accepts keyword arguments.")
+            return call(op, params)
+
+        method.__name__ = python_name
+        method.__doc__ = getattr(self._daxd_client, python_name).__doc__
+        return method
+
+    def _daxd_operation(self, api_name: str) -> Operation:
+        op = self._daxd_ops.get(api_name)
+        if op is None:
+            op = self._daxd_ops[api_name] = Operation(self._daxd_client, self._daxd_python_names[api_name], api_name)
+        return op
+
+    def _daxd_call(self, op: Operation, params: dict[str, Any]) -> Any:
+        if self._daxd_validate:
+            op.check(params)
+        try:
+            raw = convert.request_json(params, op.input_shape)
+        except TypeError:
+            return self._daxd_direct(op, params)
+        exchange = Exchange(self, op, params, raw)
+        started = time.perf_counter()
+        try:
+            response = self._daxd_driver.run(op.name, orjson.loads(raw), raw, exchange.send)
+        except Exception as exc:
+            failure = exc
+        else:
+            if exchange.sent:  # hits are counted by the cache's hit counters, and cost no timing
+                self._daxd_metrics.request(op.name, time.perf_counter() - started)
+            return exchange.answer(response)
+        return self._daxd_recover(op, exchange, failure, started)
+
+    def _daxd_recover(self, op: Operation, exchange: Exchange, failure: Exception, started: float) -> Any:
+        """After a plan failed: boto3's own error, or boto3 itself when the plan could not cope."""
+        error = failure if isinstance(failure, DaxdError) else None
+        self._daxd_metrics.request(op.name, time.perf_counter() - started, error)
+        cause = upstream_cause(failure)
+        if cause is not None:  # raised by the wrapped client: the caller gets it unchanged
+            raise cause
+        if exchange.sent:  # the plan broke after reaching DynamoDB: forget what it may have touched
+            self._daxd_driver.locked(lambda acc: acc.flush())
+            raise failure
+        return self._daxd_direct(op, exchange.params)
+
+    def _daxd_direct(self, op: Operation, params: dict[str, Any]) -> Any:
+        """The call straight through boto3; a write that succeeds this way flushes the cache."""
+        response = op.method(**params)
+        if not op.read_only:
+            self._daxd_driver.locked(lambda acc: acc.flush())
+        return response
