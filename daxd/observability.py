@@ -1,110 +1,120 @@
 """Prometheus metrics under DAX's CloudWatch names, and logging set-up.
 
+Why not prometheus_client's Counter and Histogram on the hot path: each
+``inc()``/``observe()`` takes a lock and walks Python objects, several
+microseconds per request in all. A cache hit costs a few microseconds, so
+counts are kept here as plain numbers in dicts (the caller's event loop or lock
+already serializes them) and turned into Prometheus metric families only when
+``/metrics`` is scraped, by a collector registered in this object's registry.
+
 Each :class:`Metrics` owns its registry, so several nodes (tests) or an
 in-process accelerator next to an application's own metrics never collide.
-Counter children are looked up once per table and kept: ``labels()`` takes a
-lock and a dict lookup that the hit path need not pay twice.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from daxd.cache.store import Store
 
-_LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                    1.0, 2.5, 5.0)
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                   1.0, 2.5, 5.0)
+
+#: name (without ``_total``) -> (help, label name)
+COUNTERS: dict[str, tuple[str, str]] = {
+    "daxd_item_cache_hits": ("GetItem/BatchGetItem keys served from cache.", "table"),
+    "daxd_item_cache_misses": ("GetItem/BatchGetItem keys fetched upstream.", "table"),
+    "daxd_query_cache_hits": ("Query pages served from cache.", "table"),
+    "daxd_query_cache_misses": ("Query pages fetched upstream.", "table"),
+    "daxd_scan_cache_hits": ("Scan pages served from cache.", "table"),
+    "daxd_scan_cache_misses": ("Scan pages fetched upstream.", "table"),
+    "daxd_total_request_count": ("Requests answered.", "operation"),
+    "daxd_error_request_count": ("Requests answered with a client error (4xx).", "operation"),
+    "daxd_fault_request_count": ("Requests answered with a server error (5xx).", "operation"),
+    "daxd_throttled_request_count": ("Requests throttled by DynamoDB.", "operation"),
+}
+HISTOGRAMS: dict[str, str] = {
+    "daxd_request_latency_seconds": "Time to answer a request, by operation.",
+    "daxd_upstream_latency_seconds": "Time of one upstream call, by operation.",
+}
+_THROTTLING = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"})
 
 
-class _StoreCollector(Collector):
-    """Cache size and evicted bytes, read from the store when scraped."""
+class _Histogram:
+    __slots__ = ("buckets", "count", "sum")
 
     def __init__(self) -> None:
-        self.stores: list[Store[tuple[Any, ...], Any]] = []
+        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.count = 0
+        self.sum = 0.0
 
-    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
-        yield GaugeMetricFamily("daxd_estimated_db_size_bytes", "Bytes held by the item and query caches.",
-                                value=sum(s.bytes for s in self.stores))
-        yield GaugeMetricFamily("daxd_cached_entries", "Entries in the item and query caches.",
-                                value=sum(len(s) for s in self.stores))
-        yield CounterMetricFamily("daxd_evicted_size_bytes", "Bytes evicted to stay under --cache-size.",
-                                  value=sum(s.evicted_bytes for s in self.stores))
+    def observe(self, seconds: float) -> None:
+        self.buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.count += 1
+        self.sum += seconds
 
 
 class Metrics:
-    """The node's metrics; DAX's names in Prometheus form, with a ``table`` label."""
+    """The node's metrics; DAX's names in Prometheus form, with a ``table`` or ``operation`` label."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        r = self.registry
-        self._store_collector = _StoreCollector()
-        r.register(self._store_collector)
+        self.counts: dict[str, dict[str, float]] = {name: {} for name in COUNTERS}
+        self.histograms: dict[str, dict[str, _Histogram]] = {name: {} for name in HISTOGRAMS}
+        self.stores: list[Store[Any, Any]] = []
+        self.registry.register(_Collector(self))
+        self._item_hits = self.counts["daxd_item_cache_hits"]
+        self._item_misses = self.counts["daxd_item_cache_misses"]
 
-        def counter(name: str, doc: str, labels: tuple[str, ...] = ("table",)) -> Counter:
-            return Counter(name, doc, labels, registry=r)
+    def watch_store(self, store: Store[Any, Any]) -> None:
+        self.stores.append(store)
 
-        self.item_hits = counter("daxd_item_cache_hits", "GetItem/BatchGetItem keys served from cache.")
-        self.item_misses = counter("daxd_item_cache_misses", "GetItem/BatchGetItem keys fetched upstream.")
-        self.query_hits = counter("daxd_query_cache_hits", "Query pages served from cache.")
-        self.query_misses = counter("daxd_query_cache_misses", "Query pages fetched upstream.")
-        self.scan_hits = counter("daxd_scan_cache_hits", "Scan pages served from cache.")
-        self.scan_misses = counter("daxd_scan_cache_misses", "Scan pages fetched upstream.")
-        self.total_requests = counter("daxd_total_request_count", "Requests received.", ("operation",))
-        self.errors = counter("daxd_error_request_count", "Requests answered with a client error.",
-                              ("operation",))
-        self.faults = counter("daxd_fault_request_count", "Requests answered with a server error.",
-                              ("operation",))
-        self.throttled = counter("daxd_throttled_request_count", "Requests throttled by DynamoDB.",
-                                 ("operation",))
-        self.request_latency = Histogram("daxd_request_latency_seconds", "Time to answer a request.",
-                                         ("operation",), registry=r, buckets=_LATENCY_BUCKETS)
-        self.upstream_latency = Histogram("daxd_upstream_latency_seconds", "Time of one upstream call.",
-                                          ("operation",), registry=r, buckets=_LATENCY_BUCKETS)
-        self._children: dict[tuple[int, str], Any] = {}
+    def _inc(self, name: str, label: str) -> None:
+        counts = self.counts[name]
+        counts[label] = counts.get(label, 0) + 1
 
-    def watch_store(self, store: Store[tuple[Any, ...], Any]) -> None:
-        self._store_collector.stores.append(store)
-
-    def _child(self, metric: Any, label: str) -> Any:
-        key = (id(metric), label)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(label)
-        return child
+    def _observe(self, name: str, label: str, seconds: float) -> None:
+        series = self.histograms[name]
+        histogram = series.get(label)
+        if histogram is None:
+            histogram = series[label] = _Histogram()
+        histogram.observe(seconds)
 
     def item_hit(self, table: str) -> None:
-        self._child(self.item_hits, table).inc()
+        self._item_hits[table] = self._item_hits.get(table, 0) + 1
 
     def item_miss(self, table: str) -> None:
-        self._child(self.item_misses, table).inc()
+        self._item_misses[table] = self._item_misses.get(table, 0) + 1
 
     def query_hit(self, operation: str, table: str) -> None:
-        self._child(self.query_hits if operation == "Query" else self.scan_hits, table).inc()
+        self._inc("daxd_query_cache_hits" if operation == "Query" else "daxd_scan_cache_hits", table)
 
     def query_miss(self, operation: str, table: str) -> None:
-        self._child(self.query_misses if operation == "Query" else self.scan_misses, table).inc()
+        self._inc("daxd_query_cache_misses" if operation == "Query" else "daxd_scan_cache_misses", table)
 
     def request(self, operation: str, seconds: float, error: Any = None) -> None:
         """Count one answered request; ``error`` is the DaxdError it ended with, if any."""
-        self._child(self.total_requests, operation).inc()
-        self._child(self.request_latency, operation).observe(seconds)
+        self._inc("daxd_total_request_count", operation)
+        self._observe("daxd_request_latency_seconds", operation, seconds)
         if error is not None:
-            if getattr(error, "code", "") in ("ProvisionedThroughputExceededException", "ThrottlingException",
-                                              "RequestLimitExceeded"):
-                self._child(self.throttled, operation).inc()
-            if getattr(error, "status", 500) >= 500:
-                self._child(self.faults, operation).inc()
-            else:
-                self._child(self.errors, operation).inc()
+            if getattr(error, "code", "") in _THROTTLING:
+                self._inc("daxd_throttled_request_count", operation)
+            fault = getattr(error, "status", 500) >= 500
+            self._inc("daxd_fault_request_count" if fault else "daxd_error_request_count", operation)
 
     def upstream(self, operation: str, seconds: float) -> None:
-        self._child(self.upstream_latency, operation).observe(seconds)
+        self._observe("daxd_upstream_latency_seconds", operation, seconds)
+
+    def total(self, name: str) -> float:
+        """A counter summed over its labels (e.g. all tables' hits)."""
+        return sum(self.counts[name].values())
 
     def value(self, name: str, **labels: str) -> float:
         """One sample's value (0 if absent): for tests and ``daxd_stats()``."""
@@ -113,6 +123,36 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _Collector(Collector):
+    """Turns the plain counts into metric families when scraped."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        m = self.metrics
+        for name, (documentation, label) in COUNTERS.items():
+            family = CounterMetricFamily(name, documentation, labels=[label])
+            for value, count in list(m.counts[name].items()):
+                family.add_metric([value], count)
+            yield family
+        for name, documentation in HISTOGRAMS.items():
+            histogram = HistogramMetricFamily(name, documentation, labels=["operation"])
+            for operation, h in list(m.histograms[name].items()):
+                cumulative, buckets = 0, []
+                for bound, count in zip((*LATENCY_BUCKETS, float("inf")), h.buckets, strict=True):
+                    cumulative += count
+                    buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+                histogram.add_metric([operation], buckets, h.sum)
+            yield histogram
+        yield GaugeMetricFamily("daxd_estimated_db_size_bytes", "Bytes held by the item and query caches.",
+                                value=sum(s.bytes for s in m.stores))
+        yield GaugeMetricFamily("daxd_cached_entries", "Entries in the item and query caches.",
+                                value=sum(len(s) for s in m.stores))
+        yield CounterMetricFamily("daxd_evicted_size_bytes", "Bytes evicted to stay under --cache-size.",
+                                  value=sum(s.evicted_bytes for s in m.stores))
 
 
 def configure_logging(level: str) -> None:

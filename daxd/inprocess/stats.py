@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from daxd.inprocess.driver import ThreadedDriver
-
-
-def _total(counter: Any) -> int:
-    """A labelled prometheus Counter summed over its labels."""
-    return int(sum(sample.value for metric in counter.collect() for sample in metric.samples
-                   if sample.name.endswith("_total")))
 
 
 def stats(driver: ThreadedDriver) -> dict[str, int]:
     metrics = driver.accelerator.metrics
-    counts = {
-        "item_hits": _total(metrics.item_hits), "item_misses": _total(metrics.item_misses),
-        "query_hits": _total(metrics.query_hits), "query_misses": _total(metrics.query_misses),
-        "scan_hits": _total(metrics.scan_hits), "scan_misses": _total(metrics.scan_misses),
-    }
+    counts = {f"{kind}_{outcome}": int(metrics.total(f"daxd_{kind}_cache_{outcome}"))
+              for kind in ("item", "query", "scan") for outcome in ("hits", "misses")}
     counts["hits"] = counts["item_hits"] + counts["query_hits"] + counts["scan_hits"]
     counts["misses"] = counts["item_misses"] + counts["query_misses"] + counts["scan_misses"]
     with driver.lock:
