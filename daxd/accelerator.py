@@ -35,6 +35,7 @@ from daxd.cache.generations import Generations
 from daxd.cache.item_cache import CachedItem, ItemCache
 from daxd.cache.query_cache import QueryCache
 from daxd.cache.store import Store
+from daxd.cluster.records import Applied, KeyOrder, Outcome, StreamRecord
 from daxd.messages import Call, Response
 from daxd.model import keys
 from daxd.model.errors import AccessDeniedException, DaxdError, ResourceNotFoundException, ValidationException
@@ -61,6 +62,9 @@ _FLUSHING_CONTROL_PLANE = frozenset({"UpdateTable", "DeleteTable", "RestoreTable
 _PARTIQL = frozenset({"ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction"})
 #: Request fields that change a Query/Scan response only by adding ConsumedCapacity.
 _NOT_IN_QUERY_KEY = ("ReturnConsumedCapacity",)
+#: Seconds of disagreement allowed between DynamoDB's clock (a stream record's
+#: creation time) and ours when judging whether a local write may be newer.
+STREAM_CLOCK_MARGIN = 1.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -102,6 +106,9 @@ class Accelerator:
         self.items = ItemCache(self.store, ttl=self.settings.item_ttl, flushes=flushes, timer=timer)
         self.queries = QueryCache(self.store, ttl=self.settings.query_ttl, flushes=flushes, timer=timer)
         self.schemas: dict[str, TableSchema] = {}
+        #: Tables read through the cache, schema known or not: what a stream tailer follows.
+        self.tables_seen: set[str] = set()
+        self.stream_order = KeyOrder()
         self.metrics = metrics or Metrics()
         self.metrics.watch_store(self.store)
         self._handlers: dict[str, Callable[[dict[str, Any], bytes | None], Plan]] = {
@@ -132,6 +139,7 @@ class Accelerator:
         for name in tables:
             self.flushes.bump(name, now)
             self.schemas.pop(name, None)
+            self.tables_seen.discard(name)
         if table is None:
             count = len(self.store)
             self.store.clear()
@@ -170,6 +178,7 @@ class Accelerator:
             self.metrics.item_hit(table)
             return _item_response(hit.item, table, req.get("ReturnConsumedCapacity"))
         self.metrics.item_miss(table)
+        self.tables_seen.add(table)
         token = self.items.token(table, key)
         if self.items.changed_since(table, key, self._window_start()):
             req, raw = {**req, "ConsistentRead": True}, None
@@ -260,6 +269,7 @@ class Accelerator:
             self.metrics.query_hit(operation, table)
             return Response(body=_with_capacity(hit.body, table, req.get("ReturnConsumedCapacity")))
         self.metrics.query_miss(operation, table)
+        self.tables_seen.add(table)
         token = self.queries.token(table, partition)
         if not req.get("IndexName") and self.queries.changed_since(table, partition, self._window_start()):
             req, raw = {**req, "ConsistentRead": True}, None
@@ -372,6 +382,45 @@ class Accelerator:
             elif kind == "Update":
                 self.items.evict(table, key)
         return Response(body=body)
+
+    # -- DynamoDB Streams ---------------------------------------------------
+
+    def apply_stream_record(self, record: StreamRecord, age: float | None = None) -> Outcome:
+        """Apply a change DynamoDB reported on a table's stream (whoever made it).
+
+        The record's new image (a negative entry for a REMOVE) replaces the
+        cached item and wins over any fill in flight; without a new image
+        (KEYS_ONLY, OLD_IMAGE streams) the key is evicted. The key's queries and
+        the table's scans and index queries are invalidated.
+
+        A record reaches us after the write it reports, maybe after a later
+        write through this node whose image is already cached: its image is
+        stored only if nothing but the stream touched the key since the last
+        record applied to it, or since the record was created (``age`` seconds
+        ago by our wall clock; None: unknown). Otherwise the key is evicted,
+        which is always safe. Records older than one applied are ignored.
+        """
+        table = record.table
+        schema = self.schemas.get(table)
+        if schema is None or not self._cached(table):
+            return Outcome.SKIPPED
+        key, partition = self._locate(record.keys, schema)
+        name = (table, key)
+        last = self.stream_order.last(name, record.stream)
+        if last is not None and record.sequence <= last.sequence:
+            return Outcome.STALE
+        untouched = last is not None and last.generation == self.items.keys.current(name)
+        since = float("-inf") if age is None else self.timer() - age - STREAM_CLOCK_MARGIN
+        image = None if record.removed else record.new_image
+        if (record.removed or image is not None) and (untouched or not self.items.changed_since(table, key, since)):
+            self.items.put_image(table, key, None if image is None else dumps(image), self.items.token(table, key))
+            outcome = Outcome.PUT if image is not None else Outcome.NEGATIVE
+        else:
+            self.items.evict(table, key)
+            outcome = Outcome.EVICTED
+        self.queries.invalidate(table, partition)
+        self.stream_order.remember(name, Applied(record.stream, record.sequence, self.items.keys.current(name)))
+        return outcome
 
     # -- everything else ----------------------------------------------------
 

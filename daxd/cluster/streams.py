@@ -1,0 +1,613 @@
+"""The DynamoDB Streams tailer: every change to a cached table reaches the cache.
+
+Theory of operation. Writes that never pass through this node (another node,
+an application talking to DynamoDB directly, DynamoDB's own TTL deletes) would
+leave the cache stale until its TTL; DynamoDB Streams reports each of them.
+
+- *Tables*: every table the Accelerator has read or learnt the schema of
+  (``tables_seen``, ``schemas``), looked at each ``discover_interval``. A table
+  without a stream is left to TTL expiry and looked at again every
+  ``recheck_interval`` (its stream may be enabled later).
+- *Shards*: :class:`ShardPlanner` (pure) decides which shards of a stream to
+  read and from where: shards open when we first describe the stream are read
+  from LATEST (a node that starts empty has nothing older to correct; one
+  that does not may serve what it cached before until the TTL, as without
+  streams); shards born later are read from TRIM_HORIZON once their parent is
+  finished, so the records of one key arrive in order across splits. Only the
+  shards ``shard_filter`` accepts are read (DynamoDB Streams allows about two
+  readers per shard: a cluster assigns each shard to one node).
+- *Records* go to the ``sink`` in GetRecords batches (default: applied to this
+  node's Accelerator; a cluster fans them out to its peers as well). A null
+  ``NextShardIterator`` means the shard is closed: the planner then starts its
+  children. An expired iterator is renewed after the last sequence number read.
+- *Fallback*: a stream that is disabled (or whose table is deleted) ends when
+  its shards are read to their end; a stream that vanishes or whose data was
+  trimmed under us ends at once. Either way the table falls back to TTL
+  expiry, logged and counted, and is looked at again later. A table found
+  deleted is flushed.
+
+Everything with a clock or a socket is injected: ``client`` (see
+:class:`StreamsUpstream`), ``sleep``, ``clock`` (monotonic) and ``wall``
+(epoch seconds, to measure lag against ``ApproximateCreationDateTime``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from daxd.accelerator import Accelerator
+from daxd.cluster.records import MalformedRecord, Outcome, StreamRecord
+from daxd.model.errors import DaxdError, from_upstream
+from daxd.model.keys import TableSchema
+from daxd.upstream.client import Upstream
+
+log = logging.getLogger("daxd.streams")
+
+STREAMS_TARGET_PREFIX = "DynamoDBStreams_20120810."
+LATEST = "LATEST"
+TRIM_HORIZON = "TRIM_HORIZON"
+AFTER_SEQUENCE_NUMBER = "AFTER_SEQUENCE_NUMBER"
+#: Errors after which a stream cannot be followed from where we are: fall back to TTL.
+GONE_CODES = frozenset({"ResourceNotFoundException", "TrimmedDataAccessException", "AccessDeniedException"})
+#: GetRecords errors cured by a fresh iterator (DynamoDB Local says ValidationException for a bad one).
+RENEW_CODES = frozenset({"ExpiredIteratorException", "ValidationException"})
+#: Buckets of the lag histogram, in seconds (creation times are rounded down to the second).
+LAG_BUCKETS = (0.25, 0.5, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+RecordSink = Callable[[Sequence[StreamRecord]], Awaitable[None]]
+
+
+def streams_endpoint(region: str) -> str:
+    """The public DynamoDB Streams endpoint of a region (signed as service ``dynamodb``)."""
+    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    return f"https://streams.dynamodb.{region}.{suffix}"
+
+
+class StreamsClient(Protocol):
+    """What the tailer needs: DynamoDB (DescribeTable) and DynamoDB Streams calls."""
+
+    async def call(self, operation: str, body: bytes) -> bytes: ...
+
+    async def call_streams(self, operation: str, body: bytes) -> bytes: ...
+
+
+class StreamsUpstream:
+    """DynamoDB and DynamoDB Streams over :class:`Upstream` clients.
+
+    DynamoDB Local (and Alternator) serve Streams on the DynamoDB endpoint, so
+    one Upstream does both; AWS serves them at :func:`streams_endpoint`, given
+    as ``streams``.
+    """
+
+    def __init__(self, dynamodb: Upstream, streams: Upstream | None = None) -> None:
+        self.dynamodb = dynamodb
+        self.streams = streams or dynamodb
+
+    async def call(self, operation: str, body: bytes) -> bytes:
+        """A DynamoDB call; raises the upstream's DaxdError."""
+        return await self.dynamodb.call(operation, body)
+
+    async def call_streams(self, operation: str, body: bytes) -> bytes:
+        """A DynamoDB Streams call (``DynamoDBStreams_20120810.<operation>``).
+
+        Raises:
+            DaxdError: the service's error (e.g. code ``ExpiredIteratorException``),
+                or ServiceUnavailable when the endpoint cannot be reached.
+        """
+        status, reply = await self.streams.forward(STREAMS_TARGET_PREFIX + operation, body)
+        if not 200 <= status < 300:
+            raise from_upstream(status, reply)
+        return reply
+
+    async def close(self) -> None:
+        """Close the streams upstream if it is not the DynamoDB one (whose owner closes it)."""
+        if self.streams is not self.dynamodb:
+            await self.streams.close()
+
+
+# -- shards: pure decisions ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """One shard of a stream, as DescribeStream lists it."""
+
+    id: str
+    parent: str | None = None
+    closed: bool = False
+
+    @classmethod
+    def from_wire(cls, raw: dict[str, Any]) -> Shard:
+        numbers = raw.get("SequenceNumberRange") or {}
+        return cls(str(raw["ShardId"]), raw.get("ParentShardId"), "EndingSequenceNumber" in numbers)
+
+
+@dataclass(frozen=True, slots=True)
+class ShardPlan:
+    """What to do after a DescribeStream: readers to start (shard, iterator type) and to stop."""
+
+    start: tuple[tuple[str, str], ...] = ()
+    stop: tuple[str, ...] = ()
+
+
+class ShardPlanner:
+    """Which shards of one stream this node reads, and from where. Pure: no I/O, no clock."""
+
+    def __init__(self, owns: Callable[[str], bool]) -> None:
+        self.owns = owns
+        self.known: dict[str, Shard] = {}
+        self.at_start: set[str] | None = None
+        self.reading: set[str] = set()
+        self.finished: set[str] = set()
+
+    def update(self, shards: Sequence[Shard]) -> ShardPlan:
+        """Take a fresh shard list; readers to start and stop."""
+        self.known = {s.id: s for s in shards}
+        if self.at_start is None:
+            self.at_start = set(self.known)
+            self.finished = {s.id for s in shards if s.closed}
+        self.finished &= set(self.known)  # trimmed shards are forgotten
+        stop = tuple(sorted(s for s in self.reading if not self.owns(s)))
+        self.reading.difference_update(stop)
+        start = tuple((s.id, self._position(s)) for s in shards if self._startable(s))
+        self.reading.update(s for s, _ in start)
+        return ShardPlan(start, stop)
+
+    def finish(self, shard_id: str) -> None:
+        """A reader reached the end of a closed shard."""
+        self.reading.discard(shard_id)
+        self.finished.add(shard_id)
+
+    def abandon(self, shard_id: str) -> None:
+        """A reader stopped before the end (cancelled); it may be started again."""
+        self.reading.discard(shard_id)
+
+    def _startable(self, shard: Shard) -> bool:
+        if shard.id in self.reading or shard.id in self.finished or not self.owns(shard.id):
+            return False
+        if self.at_start is not None and shard.id in self.at_start:
+            return True
+        parent = self.known.get(shard.parent) if shard.parent else None
+        if parent is None or parent.id in self.finished:
+            return True
+        return parent.closed and not self.owns(parent.id)  # another node reads it: we cannot wait for it
+
+    def _position(self, shard: Shard) -> str:
+        """Open at our start: LATEST (nothing older to correct). Born later: all of it, in order."""
+        return LATEST if self.at_start is not None and shard.id in self.at_start else TRIM_HORIZON
+
+
+# -- statistics ------------------------------------------------------------------
+
+
+class _Lag:
+    __slots__ = ("buckets", "count", "sum")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * (len(LAG_BUCKETS) + 1)
+        self.count = 0
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.buckets[bisect.bisect_left(LAG_BUCKETS, seconds)] += 1
+        self.count += 1
+        self.sum += seconds
+
+
+@dataclass
+class StreamStats:
+    """Plain counts (single-owner, like :class:`daxd.observability.Metrics`); see :class:`StreamCollector`."""
+
+    applied: dict[tuple[str, str], int] = field(default_factory=dict)
+    errors: dict[tuple[str, str], int] = field(default_factory=dict)
+    fallbacks: dict[tuple[str, str], int] = field(default_factory=dict)
+    lag: dict[str, _Lag] = field(default_factory=dict)
+    #: table -> "tailing", "no-stream" or "fallback"
+    status: dict[str, str] = field(default_factory=dict)
+    #: table -> shard readers holding an iterator
+    readers: dict[str, int] = field(default_factory=dict)
+
+    def count(self, counts: dict[tuple[str, str], int], table: str, label: str) -> None:
+        counts[(table, label)] = counts.get((table, label), 0) + 1
+
+    def observe_lag(self, table: str, seconds: float) -> None:
+        lag = self.lag.get(table)
+        if lag is None:
+            lag = self.lag[table] = _Lag()
+        lag.observe(max(0.0, seconds))
+
+
+class StreamCollector(Collector):
+    """Exports :class:`StreamStats` when scraped: ``registry.register(StreamCollector(tailer.stats))``."""
+
+    def __init__(self, stats: StreamStats) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.stats
+        for name, doc, counts, label in (
+                ("daxd_stream_records", "Stream records applied, by outcome.", s.applied, "outcome"),
+                ("daxd_stream_errors", "Failed DynamoDB Streams calls and bad records, by code.", s.errors, "code"),
+                ("daxd_stream_fallbacks", "Streams given up for TTL expiry, by reason.", s.fallbacks, "reason")):
+            family = CounterMetricFamily(name, doc, labels=["table", label])
+            for (table, value), count in list(counts.items()):
+                family.add_metric([table, value], count)
+            yield family
+        histogram = HistogramMetricFamily("daxd_stream_lag_seconds",
+                                          "Seconds from a record's creation to its application.", labels=["table"])
+        for table, lag in list(s.lag.items()):
+            cumulative, buckets = 0, []
+            for bound, count in zip((*LAG_BUCKETS, float("inf")), lag.buckets, strict=True):
+                cumulative += count
+                buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+            histogram.add_metric([table], buckets, lag.sum)
+        yield histogram
+        readers = GaugeMetricFamily("daxd_stream_shard_readers", "Shards this node reads.", labels=["table"])
+        for table, count in list(s.readers.items()):
+            readers.add_metric([table], count)
+        yield readers
+        tailed = GaugeMetricFamily("daxd_stream_tailed", "1 if the table's stream is followed, 0 if it "
+                                   "falls back to TTL expiry.", labels=["table"])
+        for table, status in list(s.status.items()):
+            tailed.add_metric([table], 1.0 if status == "tailing" else 0.0)
+        yield tailed
+
+
+# -- the asyncio shell -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TailerSettings:
+    """Timing of the tailer, in seconds."""
+
+    #: Wait after a GetRecords that returned nothing; one that returned records is followed at once.
+    #: DynamoDB allows 5 GetRecords per second per shard; two readers at 4/s stay under it.
+    poll_interval: float = 0.25
+    discover_interval: float = 1.0
+    #: How often an open stream is described to notice splits and reassigned shards.
+    describe_interval: float = 10.0
+    #: How often a table without a followed stream is described again.
+    recheck_interval: float = 60.0
+    max_backoff: float = 5.0
+    #: Records per GetRecords (DynamoDB's maximum).
+    batch_limit: int = 1000
+
+    def __post_init__(self) -> None:
+        if min(self.poll_interval, self.discover_interval, self.describe_interval, self.recheck_interval) <= 0:
+            raise ValueError("tailer intervals must be > 0 seconds")
+        if not 1 <= self.batch_limit <= 1000:
+            raise ValueError("batch_limit must be between 1 and 1000")
+
+
+class StreamGone(Exception):
+    """A stream cannot be followed any more (deleted, or its data trimmed under us)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+@dataclass
+class _Table:
+    """What the tailer knows of one table."""
+
+    stream: str | None = None
+    task: asyncio.Task[None] | None = None
+    recheck_at: float = 0.0
+    described: bool = False
+
+
+class StreamTailer:
+    """Follows the streams of the Accelerator's tables and feeds their records to ``sink``.
+
+    Args:
+        accelerator: whose tables are followed and whose cache records are applied to (default sink).
+        client: DynamoDB and DynamoDB Streams calls (:class:`StreamsUpstream`).
+        shard_filter: which shard ids this node reads (default: all).
+        sink: receives each GetRecords batch (default: :meth:`apply_locally`).
+    """
+
+    def __init__(self, accelerator: Accelerator, client: StreamsClient, *,
+                 shard_filter: Callable[[str], bool] | None = None, sink: RecordSink | None = None,
+                 settings: TailerSettings | None = None,
+                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
+        self.accelerator = accelerator
+        self.client = client
+        self.shard_filter = shard_filter or (lambda _shard: True)
+        self.sink = sink or self.apply_locally
+        self.settings = settings or TailerSettings()
+        self.stats = StreamStats()
+        self._sleep = sleep
+        self._clock = clock
+        self._wall = wall
+        self._tables: dict[str, _Table] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    # -- lifecycle --
+
+    def start(self) -> None:
+        """Start following streams on the running event loop."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self.run(), name="daxd-streams")
+
+    async def stop(self) -> None:
+        """Stop every reader and the discovery loop; returns when they have ended."""
+        tasks = [t.task for t in self._tables.values() if t.task is not None]
+        if self._task is not None:
+            tasks.append(self._task)
+            self._task = None
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        log.info("stream tailer stopped")
+
+    async def run(self) -> None:
+        """Discover tables and their streams, forever (until cancelled)."""
+        while True:
+            try:
+                await self.discover()
+            except Exception:  # a bug must not stop the streams of other tables
+                log.exception("stream discovery failed")
+            await self._sleep(self.settings.discover_interval)
+
+    # -- applying --
+
+    async def apply_locally(self, records: Sequence[StreamRecord]) -> None:
+        """The default sink: apply each record to this node's cache, in order, counting lag."""
+        if records and not await self._ensure_schema(records[0].table, records[0].stream):
+            return
+        now = self._wall()
+        for record in records:
+            age = None if record.created is None else now - record.created
+            try:
+                outcome = self.accelerator.apply_stream_record(record, age)
+            except DaxdError as exc:  # keys that do not match the table's schema
+                self.stats.count(self.stats.errors, record.table, exc.code)
+                continue
+            self.stats.count(self.stats.applied, record.table, outcome.value)
+            if age is not None and outcome is not Outcome.SKIPPED:
+                self.stats.observe_lag(record.table, age)
+
+    async def _ensure_schema(self, table: str, stream: str) -> bool:
+        """Relearn a key schema the Accelerator dropped (a flush), if ``stream`` is still the table's.
+
+        A flush (DeleteTable, UpdateTable, a PartiQL write through daxd) drops
+        the schema; a read refills the cache without one, so records must not
+        be skipped for it. The stream check keeps a deleted table's last
+        records out of a new table of the same name.
+        """
+        if table in self.accelerator.schemas:
+            return True
+        try:
+            body = await self.client.call("DescribeTable", orjson.dumps({"TableName": table}))
+        except DaxdError as exc:
+            self.stats.count(self.stats.errors, table, exc.code)
+            return False
+        description = orjson.loads(body)["Table"]
+        if description.get("LatestStreamArn") != stream:
+            return False
+        self.accelerator.schemas.setdefault(table, TableSchema.from_description(description))
+        return True
+
+    # -- tables --
+
+    async def discover(self) -> None:
+        """Look at the tables the Accelerator knows; start following new streams."""
+        acc = self.accelerator
+        for table in sorted(acc.tables_seen | set(acc.schemas)):
+            state = self._tables.setdefault(table, _Table())
+            if state.task is None and self._clock() >= state.recheck_at:
+                await self._inspect(table, state)
+
+    async def _inspect(self, table: str, state: _Table) -> None:
+        schema = self.accelerator.schemas.get(table)
+        if schema is not None and not state.described:
+            stream = schema.stream_arn
+        else:
+            try:
+                stream = await self._describe_table(table)
+            except DaxdError as exc:
+                self._describe_failed(table, state, exc)
+                return
+        state.described = True
+        state.stream = stream
+        if stream is None:
+            log.debug("table %s has no stream: its entries expire by TTL", table)
+            self.stats.status[table] = "no-stream"
+            state.recheck_at = self._clock() + self.settings.recheck_interval
+            return
+        self.stats.status[table] = "tailing"
+        state.task = asyncio.get_running_loop().create_task(self._follow(table, stream, state),
+                                                            name=f"daxd-stream-{table}")
+
+    async def _describe_table(self, table: str) -> str | None:
+        """The table's enabled stream (None: none); learns the schema if the Accelerator has not."""
+        body = await self.client.call("DescribeTable", orjson.dumps({"TableName": table}))
+        description = orjson.loads(body)["Table"]
+        self.accelerator.schemas.setdefault(table, TableSchema.from_description(description))
+        enabled = (description.get("StreamSpecification") or {}).get("StreamEnabled") is True
+        arn = description.get("LatestStreamArn")
+        return str(arn) if enabled and arn else None
+
+    def _describe_failed(self, table: str, state: _Table, exc: DaxdError) -> None:
+        if exc.code == "ResourceNotFoundException":
+            log.info("table %s no longer exists: flushing it and no longer following it", table)
+            self.accelerator.flush(table)
+            self._tables.pop(table, None)
+            self.stats.status.pop(table, None)
+            return
+        self.stats.count(self.stats.errors, table, exc.code)
+        state.recheck_at = self._clock() + self.settings.max_backoff
+
+    # -- one stream --
+
+    async def _follow(self, table: str, stream: str, state: _Table) -> None:
+        """Read a stream's shards until it ends; then the table falls back to TTL expiry."""
+        reason = "disabled"
+        try:
+            await self._follow_shards(table, stream)
+        except StreamGone as exc:
+            reason = exc.code
+            log.warning("stream of table %s cannot be followed (%s): falling back to TTL expiry", table, exc)
+        except Exception:
+            reason = "error"
+            log.exception("stream of table %s failed: falling back to TTL expiry", table)
+        else:
+            log.info("stream of table %s is disabled: falling back to TTL expiry", table)
+        finally:
+            state.task = None
+            self.stats.readers.pop(table, None)
+        self.stats.count(self.stats.fallbacks, table, reason)
+        self.stats.status[table] = "fallback"
+        state.recheck_at = self._clock() + (0.0 if reason == "disabled" else self.settings.recheck_interval)
+
+    async def _follow_shards(self, table: str, stream: str) -> None:
+        planner = ShardPlanner(self.shard_filter)
+        readers: dict[str, asyncio.Task[None]] = {}
+        wake = asyncio.Event()
+        try:
+            while True:
+                status, shards = await self._describe_stream(table, stream)
+                self._collect(planner, readers)
+                plan = planner.update(shards)
+                for shard in plan.stop:
+                    readers.pop(shard).cancel()
+                for shard, position in plan.start:
+                    task = asyncio.get_running_loop().create_task(self._read_shard(table, stream, shard, position))
+                    task.add_done_callback(lambda _task: wake.set())
+                    readers[shard] = task
+                if status == "DISABLED" and not readers:
+                    return
+                await self._nap(wake, self.settings.describe_interval)
+                self._collect(planner, readers)
+        finally:
+            for task in readers.values():
+                task.cancel()
+            await asyncio.gather(*readers.values(), return_exceptions=True)
+
+    @staticmethod
+    def _collect(planner: ShardPlanner, readers: dict[str, asyncio.Task[None]]) -> None:
+        """Reap ended readers: a reader that failed ends the stream (its exception propagates)."""
+        for shard, task in list(readers.items()):
+            if not task.done():
+                continue
+            del readers[shard]
+            if task.cancelled():
+                planner.abandon(shard)
+                continue
+            error = task.exception()
+            if error is not None:
+                raise error
+            planner.finish(shard)
+
+    async def _describe_stream(self, table: str, stream: str) -> tuple[str, list[Shard]]:
+        """DescribeStream, every page: (StreamStatus, shards)."""
+        shards: list[Shard] = []
+        request: dict[str, Any] = {"StreamArn": stream}
+        while True:
+            description = (await self._streams(table, "DescribeStream", request))["StreamDescription"]
+            shards.extend(Shard.from_wire(s) for s in description.get("Shards") or ())
+            last = description.get("LastEvaluatedShardId")
+            if not last:
+                return str(description.get("StreamStatus", "ENABLED")), shards
+            request = {"StreamArn": stream, "ExclusiveStartShardId": last}
+
+    # -- one shard --
+
+    async def _read_shard(self, table: str, stream: str, shard: str, position: str) -> None:
+        """GetRecords until the shard is closed (a null NextShardIterator)."""
+        last: str | None = None
+        iterator: str | None = await self._iterator(table, stream, shard, position, last)
+        self.stats.readers[table] = self.stats.readers.get(table, 0) + 1
+        try:
+            while iterator is not None:
+                try:
+                    reply = await self._streams(table, "GetRecords",
+                                                {"ShardIterator": iterator, "Limit": self.settings.batch_limit})
+                except DaxdError as exc:  # only RENEW_CODES get here
+                    log.info("renewing the iterator of %s %s (%s)", table, shard, exc.code)
+                    iterator = await self._iterator(table, stream, shard, position, last)
+                    continue
+                raw = reply.get("Records") or []
+                records = self._parse(table, stream, raw)
+                if records:
+                    await self.sink(records)
+                if raw:
+                    last = str(raw[-1]["dynamodb"]["SequenceNumber"])
+                iterator = reply.get("NextShardIterator")
+                if not raw and iterator is not None:
+                    await self._sleep(self.settings.poll_interval)
+        finally:
+            self.stats.readers[table] = self.stats.readers.get(table, 1) - 1
+        log.debug("shard %s of table %s is closed and read", shard, table)
+
+    async def _iterator(self, table: str, stream: str, shard: str, position: str, after: str | None) -> str | None:
+        request: dict[str, Any] = {"StreamArn": stream, "ShardId": shard, "ShardIteratorType": position}
+        if after is not None:
+            request.update(ShardIteratorType=AFTER_SEQUENCE_NUMBER, SequenceNumber=after)
+        reply = await self._streams(table, "GetShardIterator", request, renew=False)
+        iterator = reply.get("ShardIterator")
+        return str(iterator) if iterator else None
+
+    def _parse(self, table: str, stream: str, raw: list[Any]) -> list[StreamRecord]:
+        records = []
+        for item in raw:
+            try:
+                records.append(StreamRecord.from_wire(table, stream, item))
+            except MalformedRecord as exc:
+                log.warning("skipping a malformed record of table %s: %s", table, exc)
+                self.stats.count(self.stats.errors, table, "MalformedRecord")
+        return records
+
+    # -- plumbing --
+
+    async def _streams(self, table: str, operation: str, request: dict[str, Any], *,
+                       renew: bool = True) -> dict[str, Any]:
+        """One Streams call, retried with backoff until it succeeds.
+
+        Raises:
+            StreamGone: the stream or its data is gone (:data:`GONE_CODES`).
+            DaxdError: with ``renew``, an error a fresh iterator cures (:data:`RENEW_CODES`).
+        """
+        failures = 0
+        while True:
+            try:
+                reply: dict[str, Any] = orjson.loads(await self.client.call_streams(operation, orjson.dumps(request)))
+                return reply
+            except DaxdError as exc:
+                self.stats.count(self.stats.errors, table, exc.code)
+                if exc.code in GONE_CODES:
+                    raise StreamGone(exc.code, exc.message) from None
+                if renew and exc.code in RENEW_CODES:
+                    raise
+                failures += 1
+                log.info("%s for table %s failed (%s), attempt %d", operation, table, exc.code, failures)
+                await self._sleep(self._backoff(failures))
+
+    def _backoff(self, failures: int) -> float:
+        return float(min(self.settings.max_backoff, self.settings.poll_interval * 2 ** failures))
+
+    async def _nap(self, wake: asyncio.Event, seconds: float) -> None:
+        """Sleep ``seconds`` (the injected sleep) or until ``wake`` is set, whichever comes first."""
+        sleeper = asyncio.ensure_future(self._sleep(seconds))
+        waiter = asyncio.ensure_future(wake.wait())
+        try:
+            await asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waiter.cancel()
+        wake.clear()
