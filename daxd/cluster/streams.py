@@ -39,6 +39,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -322,8 +323,12 @@ class StreamTailer:
                  shard_filter: Callable[[str], bool] | None = None, sink: RecordSink | None = None,
                  settings: TailerSettings | None = None,
                  sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
+                 guard: AbstractContextManager[Any] | None = None) -> None:
         self.accelerator = accelerator
+        #: Held around every use of the Accelerator: its owner's lock when other
+        #: threads drive it too (the in-process wrapper); nothing in the node.
+        self.guard = guard or nullcontext()
         self.client = client
         self.shard_filter = shard_filter or (lambda _shard: True)
         self.sink = sink or self.apply_locally
@@ -374,7 +379,8 @@ class StreamTailer:
         for record in records:
             age = None if record.created is None else now - record.created
             try:
-                outcome = self.accelerator.apply_stream_record(record, age)
+                with self.guard:
+                    outcome = self.accelerator.apply_stream_record(record, age)
             except DaxdError as exc:  # keys that do not match the table's schema
                 self.stats.count(self.stats.errors, record.table, exc.code)
                 continue
@@ -390,8 +396,9 @@ class StreamTailer:
         be skipped for it. The stream check keeps a deleted table's last
         records out of a new table of the same name.
         """
-        if table in self.accelerator.schemas:
-            return True
+        with self.guard:
+            if table in self.accelerator.schemas:
+                return True
         try:
             body = await self.client.call("DescribeTable", orjson.dumps({"TableName": table}))
         except DaxdError as exc:
@@ -400,7 +407,8 @@ class StreamTailer:
         description = orjson.loads(body)["Table"]
         if description.get("LatestStreamArn") != stream:
             return False
-        self.accelerator.schemas.setdefault(table, TableSchema.from_description(description))
+        with self.guard:
+            self.accelerator.schemas.setdefault(table, TableSchema.from_description(description))
         return True
 
     # -- tables --
@@ -408,13 +416,16 @@ class StreamTailer:
     async def discover(self) -> None:
         """Look at the tables the Accelerator knows; start following new streams."""
         acc = self.accelerator
-        for table in sorted(acc.tables_seen | set(acc.schemas)):
+        with self.guard:
+            tables = sorted(acc.tables_seen | set(acc.schemas))
+        for table in tables:
             state = self._tables.setdefault(table, _Table())
             if state.task is None and self._clock() >= state.recheck_at:
                 await self._inspect(table, state)
 
     async def _inspect(self, table: str, state: _Table) -> None:
-        schema = self.accelerator.schemas.get(table)
+        with self.guard:
+            schema = self.accelerator.schemas.get(table)
         if schema is not None and not state.described:
             stream = schema.stream_arn
         else:
@@ -438,7 +449,8 @@ class StreamTailer:
         """The table's enabled stream (None: none); learns the schema if the Accelerator has not."""
         body = await self.client.call("DescribeTable", orjson.dumps({"TableName": table}))
         description = orjson.loads(body)["Table"]
-        self.accelerator.schemas.setdefault(table, TableSchema.from_description(description))
+        with self.guard:
+            self.accelerator.schemas.setdefault(table, TableSchema.from_description(description))
         enabled = (description.get("StreamSpecification") or {}).get("StreamEnabled") is True
         arn = description.get("LatestStreamArn")
         return str(arn) if enabled and arn else None
@@ -446,7 +458,8 @@ class StreamTailer:
     def _describe_failed(self, table: str, state: _Table, exc: DaxdError) -> None:
         if exc.code == "ResourceNotFoundException":
             log.info("table %s no longer exists: flushing it and no longer following it", table)
-            self.accelerator.flush(table)
+            with self.guard:
+                self.accelerator.flush(table)
             self._tables.pop(table, None)
             self.stats.status.pop(table, None)
             return

@@ -23,7 +23,7 @@ __all__ = ["AcceleratedClient", "accelerate"]
 
 def accelerate(target: Any, *, item_ttl: float = 300.0, query_ttl: float = 300.0,
                cache_size: int | str = 1 << 30, tables: Iterable[str] | None = None,
-               consistent_window: float = 5.0, streams: bool = False,
+               consistent_window: float = 5.0, streams: bool = False, streams_client: Any = None,
                registry: CollectorRegistry | None = None, timer: Any = None) -> Any:
     """Wrap a boto3 DynamoDB client or resource with an in-process cache.
 
@@ -34,7 +34,10 @@ def accelerate(target: Any, *, item_ttl: float = 300.0, query_ttl: float = 300.0
         cache_size: bytes of cache, or a size such as ``"512MiB"`` (``--cache-size``).
         tables: cache only these tables (default: all); the others pass straight through.
         consistent_window: seconds after a write during which refills use ConsistentRead.
-        streams: tail each cached table's DynamoDB Stream so writes made elsewhere reach the cache.
+        streams: tail each cached table's DynamoDB Stream so writes made elsewhere reach the cache
+            (a background thread; stopped by ``close()``).
+        streams_client: the boto3 ``dynamodbstreams`` client to use (default: one made with the
+            DynamoDB client's region, endpoint and current credentials).
         registry: a prometheus_client registry to export the node's metrics into.
         timer: monotonic clock (seconds), for tests.
 
@@ -52,8 +55,17 @@ def accelerate(target: Any, *, item_ttl: float = 300.0, query_ttl: float = 300.0
     driver = ThreadedDriver(Accelerator(settings, metrics=Metrics(registry), **extra))
     accelerated = _wrap(target, driver)
     if streams:
-        raise NotImplementedError("streams=True is not implemented yet")
+        _start_streams(accelerated, driver, streams_client)
     return accelerated
+
+
+def _start_streams(accelerated: Any, driver: ThreadedDriver, streams_client: Any) -> None:
+    from daxd.inprocess.streams import Boto3Streams, StreamsThread, streams_client_for
+
+    client = accelerated if isinstance(accelerated, AcceleratedClient) else accelerated.meta.client
+    plain = client._daxd_client
+    thread = StreamsThread(driver, Boto3Streams(plain, streams_client or streams_client_for(plain)))
+    client._daxd_hooks.append(thread.stop)
 
 
 def _wrap(target: Any, driver: ThreadedDriver) -> Any:
