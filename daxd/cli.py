@@ -47,6 +47,17 @@ def main() -> None:
 @click.option("--upstream-max-attempts", type=int, help="Attempts per upstream call (default 3).")
 @click.option("--upstream-max-connections", type=int, help="Upstream connection pool size (default 64).")
 @click.option("--shutdown-grace", type=float, help="Seconds to finish in-flight requests on SIGTERM (default 10).")
+@click.option("--auth-keys", help="TOML file whose [keys] table maps access key ids to secrets; clients must "
+              "then sign with one of them (default: accept any key).")
+@click.option("--tls-cert", help="PEM certificate chain: also serve daxs:// and https:// (with --tls-key).")
+@click.option("--tls-key", help="PEM private key of --tls-cert.")
+@click.option("--dax-tls-port", type=int, help="DAX over TLS (daxs://) port (default 9111).")
+@click.option("--http-tls-port", type=int, help="DynamoDB JSON API over HTTPS port (default 9112).")
+@click.option("--attribute-lists-max", type=int,
+              help="Attribute-name lists the DAX front end remembers (default 100000).")
+@click.option("--dax-idle-timeout", type=float,
+              help="Seconds without a request before a DAX connection is closed (default 600; 0 = never).")
+@click.option("--dax-max-connections", type=int, help="Open DAX connections allowed (default 10000).")
 def serve(config_file: Path | None, **flags: Any) -> None:
     """Run a daxd node."""
     try:
@@ -58,6 +69,8 @@ def serve(config_file: Path | None, **flags: Any) -> None:
 
     try:
         run(settings)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
     except OSError as exc:
         click.echo(f"daxd: cannot start: {exc}", err=True)
         sys.exit(1)

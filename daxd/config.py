@@ -57,13 +57,25 @@ class Settings:
     upstream_max_attempts: int = 3
     upstream_max_connections: int = 64
     shutdown_grace: float = 10.0
+    #: TOML file whose ``[keys]`` table maps access key ids to secrets (None: accept any key).
+    auth_keys: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    dax_tls_port: int = 9111
+    http_tls_port: int = 9112
+    #: Attribute-name lists the DAX front end remembers (the Python client caches 1000, JS 250).
+    attribute_lists_max: int = 100_000
+    #: Seconds without a request after which a DAX connection is closed (0: never).
+    dax_idle_timeout: float = 600.0
+    dax_max_connections: int = 10_000
 
     def __post_init__(self) -> None:
-        for name in ("http_port", "dax_port", "admin_port"):
+        for name in ("http_port", "dax_port", "admin_port", "dax_tls_port", "http_tls_port"):
             port = getattr(self, name)
             if not 0 <= port <= 65535:
                 raise ConfigError(f"{name}: {port} is not a TCP port (0 picks a free one)")
-        for name in ("item_ttl", "query_ttl", "consistent_window", "upstream_timeout", "shutdown_grace"):
+        for name in ("item_ttl", "query_ttl", "consistent_window", "upstream_timeout", "shutdown_grace",
+                     "dax_idle_timeout"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must be >= 0 seconds")
         if self.cache_size <= 0:
@@ -74,6 +86,10 @@ class Settings:
             raise ConfigError(f"control_plane: {self.control_plane!r} is not 'forward' or 'read-only'")
         if self.upstream_max_attempts < 1 or self.upstream_max_connections < 1:
             raise ConfigError("upstream_max_attempts and upstream_max_connections must be >= 1")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("tls_cert and tls_key: give both (a PEM certificate chain and its key) or neither")
+        if self.attribute_lists_max < 1 or self.dax_max_connections < 1:
+            raise ConfigError("attribute_lists_max and dax_max_connections must be >= 1")
         if not (self.upstream in ("embedded", "aws") or re.match(r"^https?://", self.upstream)):
             raise ConfigError(f"upstream: {self.upstream!r} is not a URL (http://host:port), 'aws' or 'embedded'")
 
@@ -107,18 +123,25 @@ def env_settings(environ: Mapping[str, str]) -> dict[str, Any]:
 
 
 def file_settings(path: Path | None) -> dict[str, Any]:
-    """The settings in a TOML file (top level, or a ``[daxd]`` table)."""
+    """The settings in a TOML file (top level, or a ``[daxd]`` table).
+
+    A ``[keys]`` table there (access key id -> secret) makes the file its own
+    ``auth_keys`` unless the file names another one.
+    """
     if path is None:
         return {}
     try:
-        data = tomllib.loads(path.read_text())
+        document = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"config file {path}: {exc}") from None
-    data = data.get("daxd", data)
+    data = document.get("daxd", document)
     unknown = set(data) - set(_FIELDS) - {"keys"}
     if unknown:
         raise ConfigError(f"config file {path}: unknown setting(s) {', '.join(sorted(unknown))}")
-    return {k: v for k, v in data.items() if k in _FIELDS}
+    found = {k: v for k, v in data.items() if k in _FIELDS}
+    if ("keys" in data or "keys" in document) and "auth_keys" not in found:
+        found["auth_keys"] = str(path)
+    return found
 
 
 def load(flags: Mapping[str, Any], environ: Mapping[str, str], path: Path | None) -> Settings:

@@ -10,6 +10,8 @@ import asyncio
 import ipaddress
 import logging
 import signal
+import socket
+import ssl
 import sys
 import time
 from typing import Any
@@ -18,10 +20,14 @@ import botocore.session
 
 from daxd import __version__
 from daxd.accelerator import Accelerator, CacheSettings
-from daxd.config import Settings
+from daxd.auth import DaxAuthenticator, http_authorizer, load_keys
+from daxd.config import ConfigError, Settings
 from daxd.drivers import AsyncDriver
 from daxd.embedded import EmbeddedBackend
 from daxd.frontends import admin, httpserver
+from daxd.frontends.dax import server as dax_server
+from daxd.frontends.dax.attrs import AttributeListTable
+from daxd.frontends.dax.service import DaxService
 from daxd.frontends.http import DynamoDBApp, error_response
 from daxd.observability import Metrics
 from daxd.upstream.client import BotocoreCredentials, Upstream, aws_endpoint
@@ -54,6 +60,29 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def advertised_hostname(host: str) -> str:
+    """The name ``endpoints`` advertises: the listen address, or this machine's name for a wildcard."""
+    if host in ("", "0.0.0.0", "::"):
+        return socket.gethostname()
+    return "localhost" if is_loopback(host) else host
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The server TLS context of ``--tls-cert``/``--tls-key`` (None without them).
+
+    Raises:
+        ConfigError: the files cannot be read or do not match.
+    """
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"tls_cert/tls_key: cannot load {settings.tls_cert} and {settings.tls_key}: {exc}") from None
+    return context
+
+
 class Node:
     """One daxd node. ``start()`` binds every listener; ``stop()`` drains and closes them."""
 
@@ -69,9 +98,19 @@ class Node:
         self.embedded: EmbeddedBackend | None = None
         self.upstream: Upstream | None = None
         self.driver: AsyncDriver | None = None
+        self.secrets = load_keys(settings.auth_keys) if settings.auth_keys else None
+        self.tls = tls_context(settings)
+        self.attr_lists = AttributeListTable(settings.attribute_lists_max)
+        self.dax_state = dax_server.ListenerState(max_connections=settings.dax_max_connections,
+                                                  idle_timeout=settings.dax_idle_timeout)
+        self.metrics.registry.register(dax_server.DaxCollector(self.attr_lists, self.dax_state))
         self.http_port = 0
         self.admin_port = 0
+        self.dax_port = 0
+        self.dax_tls_port = 0
+        self.http_tls_port = 0
         self._servers: list[tuple[asyncio.Server, httpserver.ServerState]] = []
+        self._dax_servers: list[asyncio.Server] = []
         self.stopped = asyncio.Event()
 
     def _make_upstream(self) -> Upstream:
@@ -92,9 +131,17 @@ class Node:
         s = self.settings
         self.upstream = self._make_upstream()
         self.driver = AsyncDriver(self.accelerator, self.upstream)
-        api = DynamoDBApp(self.driver, self.metrics)
+        authorizer = http_authorizer(self.secrets) if self.secrets is not None else None
+        api = DynamoDBApp(self.driver, self.metrics, authorizer)
         self.http_port = await self._listen(api, s.http_port, error_response=error_response)
         self.admin_port = await self._listen(admin.AdminApp(self), s.admin_port)
+        service = DaxService(self.driver, self.attr_lists,
+                             authenticator=DaxAuthenticator(self.secrets) if self.secrets is not None else None,
+                             hostname=advertised_hostname(s.host), availability_zone=f"{self.region}a")
+        self.dax_port = await self._listen_dax(service, s.dax_port, None)
+        if self.tls is not None:
+            self.dax_tls_port = await self._listen_dax(service, s.dax_tls_port, self.tls)
+            self.http_tls_port = await self._listen_tls_http(api, s.http_tls_port, self.tls)
         self._announce()
 
     async def _listen(self, app: httpserver.Application, port: int, **kwargs: Any) -> int:
@@ -103,20 +150,43 @@ class Node:
         self._servers.append((server, state))
         return int(server.sockets[0].getsockname()[1])
 
+    async def _listen_tls_http(self, app: httpserver.Application, port: int, context: ssl.SSLContext) -> int:
+        """The DynamoDB API over HTTPS: the same application behind a TLS transport."""
+        state = httpserver.ServerState()
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: httpserver.HttpProtocol(app, state, error_response=error_response),
+            self.settings.host, port, reuse_address=True, ssl=context)
+        self._servers.append((server, state))
+        return int(server.sockets[0].getsockname()[1])
+
+    async def _listen_dax(self, service: DaxService, port: int, context: ssl.SSLContext | None) -> int:
+        server = await dax_server.serve(service, self.dax_state, self.settings.host, port, context)
+        self._dax_servers.append(server)
+        return int(server.sockets[0].getsockname()[1])
+
     def _announce(self) -> None:
         s = self.settings
         host = s.host if ":" not in s.host else f"[{s.host}]"
-        lines = [
-            f"daxd {__version__}: DynamoDB API on http://{host}:{self.http_port}",
-            f"daxd: admin (health, readiness, metrics) on http://{host}:{self.admin_port}",
-            f"daxd: upstream {self.upstream.endpoint if self.upstream else '?'} (region {self.region})",
-        ]
+        lines = [f"daxd {__version__}: DynamoDB API on http://{host}:{self.http_port}",
+                 f"daxd: DAX protocol on dax://{host}:{self.dax_port}"]
+        if self.tls is not None:
+            lines += [f"daxd: DAX over TLS on daxs://{host}:{self.dax_tls_port}",
+                      f"daxd: DynamoDB API over TLS on https://{host}:{self.http_tls_port}"]
+        if self.secrets is None:
+            lines.append("daxd: authentication off: any access key is accepted over DAX and HTTP "
+                         "(--auth-keys FILE requires SigV4 with its keys)")
+        else:
+            lines.append(f"daxd: authentication on: {len(self.secrets)} access key(s) from {s.auth_keys}")
+        # The admin line comes last among the listeners: tests/harness.py stops reading at it.
+        lines += [f"daxd: admin (health, readiness, metrics) on http://{host}:{self.admin_port}",
+                  f"daxd: upstream {self.upstream.endpoint if self.upstream else '?'} (region {self.region})"]
         for line in lines:
             print(line, flush=True)
         if self.embedded is not None:
             log.warning("upstream is the embedded backend: data lives in this process's memory only "
                         "and is lost when daxd stops (use --upstream URL|aws for real data)")
-        if not is_loopback(s.host):
+        if self.secrets is None and not is_loopback(s.host):
             log.warning("listening on %s without --auth-keys: anyone who can reach these ports acts "
                         "with this node's AWS credentials", s.host)
 
@@ -136,6 +206,8 @@ class Node:
     async def stop(self) -> None:
         """Stop accepting, finish in-flight requests (bounded by shutdown_grace), close everything."""
         log.info("stopping: closing listeners and draining in-flight requests")
+        await dax_server.shutdown(self._dax_servers, self.dax_state, self.settings.shutdown_grace)
+        self._dax_servers.clear()
         for server, state in self._servers:
             await httpserver.shutdown(server, state, self.settings.shutdown_grace)
         self._servers.clear()

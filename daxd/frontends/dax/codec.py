@@ -115,6 +115,12 @@ class DaxConnection:
             return NEED_DATA
         if self.state is State.PREAMBLE:
             return self._framed(self._scan_preamble, _decode_preamble)
+        fast = _split_get_item(self._buf)
+        if fast is not None:
+            end, call = fast
+            del self._buf[:end]
+            self._need = 0
+            return call
         return self._framed(self._scan_request, _decode_request)
 
     def _framed(self, scanner: Callable[[], tuple[int, list[int]]],
@@ -159,6 +165,51 @@ class DaxConnection:
             pos = cbor.scan(self._buf, pos, self.max_frame_size)
             bounds.append(pos)
         return pos, bounds
+
+
+#: getItem's envelope: service 1, method id 263244906 (§3.1).
+_GET_ITEM_PREFIX = b"\x01\x1a\x0f\xb0\xcc\x6a"
+#: The kwargs the clients send with a plain GetItem: Python ``{3: 0}``, JS and Go ``{}``, or null.
+#: The decoded values are shared, read-only objects.
+_PLAIN_KWARGS: tuple[tuple[bytes, dict[int, int] | None], ...] = (
+    (b"\xbf\x03\x00\xff", {3: 0}), (b"\xbf\xff", {}), (b"\xf6", None))
+
+
+def _short_bstr(buf: bytearray, pos: int) -> tuple[bytes | None, int]:
+    """A complete byte string shorter than 256 bytes at ``pos``, or (None, pos)."""
+    if pos >= len(buf):
+        return None, pos
+    head = buf[pos]
+    if 0x40 <= head < 0x58:
+        start, length = pos + 1, head - 0x40
+    elif head == 0x58 and pos + 1 < len(buf):
+        start, length = pos + 2, buf[pos + 1]
+    else:
+        return None, pos
+    end = start + length
+    return (bytes(buf[start:end]), end) if end <= len(buf) else (None, pos)
+
+
+def _split_get_item(buf: bytearray) -> tuple[int, MethodCall] | None:
+    """A complete plain getItem at the start of ``buf``, framed without the general scanner.
+
+    Cached GetItems are the hot path (perf-baselines §5a: the scanner and
+    cbor2 calls cost more than the cache lookup). Anything unusual (long
+    strings, other kwargs, an incomplete frame) returns None and takes the
+    general path, which validates everything.
+    """
+    if not buf.startswith(_GET_ITEM_PREFIX):
+        return None
+    table, pos = _short_bstr(buf, len(_GET_ITEM_PREFIX))
+    if table is None:
+        return None
+    key, pos = _short_bstr(buf, pos)
+    if key is None:
+        return None
+    for raw, kwargs in _PLAIN_KWARGS:
+        if buf.startswith(raw, pos):
+            return pos + len(raw), MethodCall("getItem", (table, key, kwargs))
+    return None
 
 
 def _small_int(buf: bytearray, start: int, end: int) -> int | None:

@@ -83,12 +83,19 @@ def client_decoder(data: bytes) -> DaxCborDecoder:
 
 
 def numeric(av: Any) -> Any:
-    """AV with numbers as Decimals: the client renders [-7, 1] as "1E-7", same number."""
-    if isinstance(av, dict):
-        return {k: (Decimal(v) if k == "N" else [Decimal(x) for x in v] if k == "NS" else numeric(v))
-                for k, v in av.items()}
-    if isinstance(av, list):
-        return [numeric(v) for v in av]
+    """AV with numbers as Decimals: the client renders [-7, 1] as "1E-7", same number.
+
+    Walks AttributeValues by their type, so a map member *named* "N" stays a member.
+    """
+    ((kind, value),) = av.items()
+    if kind == "N":
+        return {kind: Decimal(value)}
+    if kind == "NS":
+        return {kind: [Decimal(x) for x in value]}
+    if kind == "M":
+        return {kind: {name: numeric(member) for name, member in value.items()}}
+    if kind == "L":
+        return {kind: [numeric(member) for member in value]}
     return av
 
 
