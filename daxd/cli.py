@@ -43,6 +43,9 @@ def main() -> None:
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), help="Log level (default info).")
 @click.option("--control-plane", type=click.Choice(["forward", "read-only"]),
               help="'read-only' refuses CreateTable/UpdateTable/DeleteTable and other mutating calls.")
+@click.option("--streams", type=click.Choice(["on", "off"]),
+              help="Follow the DynamoDB Streams of cached tables so writes made around daxd reach the cache "
+                   "(default on).")
 @click.option("--upstream-timeout", type=float, help="Seconds per upstream attempt (default 5).")
 @click.option("--upstream-max-attempts", type=int, help="Attempts per upstream call (default 3).")
 @click.option("--upstream-max-connections", type=int, help="Upstream connection pool size (default 64).")

@@ -53,6 +53,8 @@ class Settings:
     consistent_window: float = 5.0
     log_level: str = "info"
     control_plane: str = "forward"
+    #: Follow the DynamoDB Streams of cached tables (docs/streams.md); "off": TTL expiry only, as DAX.
+    streams: str = "on"
     upstream_timeout: float = 5.0
     upstream_max_attempts: int = 3
     upstream_max_connections: int = 64
@@ -82,6 +84,8 @@ class Settings:
             raise ConfigError("cache_size: must be > 0 bytes")
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"log_level: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+        if self.streams not in ("on", "off"):
+            raise ConfigError(f"streams: {self.streams!r} is not 'on' or 'off'")
         if self.control_plane not in ("forward", "read-only"):
             raise ConfigError(f"control_plane: {self.control_plane!r} is not 'forward' or 'read-only'")
         if self.upstream_max_attempts < 1 or self.upstream_max_connections < 1:

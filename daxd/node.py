@@ -21,6 +21,7 @@ import botocore.session
 from daxd import __version__
 from daxd.accelerator import Accelerator, CacheSettings
 from daxd.auth import DaxAuthenticator, http_authorizer, load_keys
+from daxd.cluster.streams import StreamCollector, StreamsUpstream, StreamTailer, streams_endpoint
 from daxd.config import ConfigError, Settings
 from daxd.drivers import AsyncDriver
 from daxd.embedded import EmbeddedBackend
@@ -98,6 +99,8 @@ class Node:
         self.embedded: EmbeddedBackend | None = None
         self.upstream: Upstream | None = None
         self.driver: AsyncDriver | None = None
+        self.tailer: StreamTailer | None = None
+        self.streams_upstream: StreamsUpstream | None = None
         self.secrets = load_keys(settings.auth_keys) if settings.auth_keys else None
         self.tls = tls_context(settings)
         self.attr_lists = AttributeListTable(settings.attribute_lists_max)
@@ -127,10 +130,26 @@ class Node:
         credentials = BotocoreCredentials(None, s.profile, fallback=LOCAL_FALLBACK_CREDENTIALS)
         return Upstream(endpoint, self.region, credentials, **options)
 
+    def _make_streams_upstream(self) -> StreamsUpstream:
+        """Streams come from the DynamoDB endpoint itself, except on AWS (streams.dynamodb.<region>)."""
+        assert self.upstream is not None
+        s = self.settings
+        if s.upstream != "aws":
+            return StreamsUpstream(self.upstream)
+        streams = Upstream(streams_endpoint(self.region), self.region, BotocoreCredentials(None, s.profile),
+                           timeout=s.upstream_timeout, max_attempts=s.upstream_max_attempts,
+                           max_connections=8, observe=self.metrics.upstream)
+        return StreamsUpstream(self.upstream, streams)
+
     async def start(self) -> None:
         s = self.settings
         self.upstream = self._make_upstream()
         self.driver = AsyncDriver(self.accelerator, self.upstream)
+        if s.streams == "on" and s.upstream != "embedded":
+            self.streams_upstream = self._make_streams_upstream()
+            self.tailer = StreamTailer(self.accelerator, self.streams_upstream)
+            self.metrics.registry.register(StreamCollector(self.tailer.stats))
+            self.tailer.start()
         authorizer = http_authorizer(self.secrets) if self.secrets is not None else None
         api = DynamoDBApp(self.driver, self.metrics, authorizer)
         self.http_port = await self._listen(api, s.http_port, error_response=error_response)
@@ -211,6 +230,10 @@ class Node:
         for server, state in self._servers:
             await httpserver.shutdown(server, state, self.settings.shutdown_grace)
         self._servers.clear()
+        if self.tailer is not None:
+            await self.tailer.stop()
+        if self.streams_upstream is not None:
+            await self.streams_upstream.close()
         if self.upstream is not None:
             await self.upstream.close()
         if self.embedded is not None:

@@ -64,7 +64,7 @@ def test_resource_not_found(dax: Any) -> None:
 def faulty_node(dynamodb_local: DynamoDBLocal) -> Iterator[tuple[ThreadedFaultProxy, DaxdNode]]:
     faults = ThreadedFaultProxy(dynamodb_local.endpoint)
     port = faults.start()
-    node = DaxdNode(f"http://127.0.0.1:{port}", "--upstream-max-attempts", "1")
+    node = DaxdNode(f"http://127.0.0.1:{port}", "--upstream-max-attempts", "1", "--streams", "off")
     yield faults, node
     node.stop()
     faults.stop()

@@ -61,7 +61,7 @@ def test_ready_is_503_when_the_upstream_is_down() -> None:
 def test_sigterm_finishes_in_flight_requests_and_exits_zero(dynamodb_local: DynamoDBLocal, table: str) -> None:
     faults = ThreadedFaultProxy(dynamodb_local.endpoint)
     url = f"http://127.0.0.1:{faults.start()}"
-    node = DaxdNode(url)
+    node = DaxdNode(url, "--streams", "off")
     try:
         faults.delay = 1.0
         results: list[Any] = []

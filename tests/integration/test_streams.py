@@ -142,3 +142,18 @@ async def test_bypass_write_visibility_latency(rig: Rig, ddb: Any) -> None:
     p50, p99 = statistics.median(seconds), seconds[-1]
     print(f"bypass write visibility over {len(seconds)} writes: p50 {p50 * 1000:.0f} ms, max {p99 * 1000:.0f} ms")
     assert p99 < 1.5
+
+
+def test_a_node_follows_streams_so_bypass_writes_become_visible(start_node: Any, ddb: Any) -> None:
+    """The wiring: `daxd serve` (streams on by default) tails the stream of a table it caches."""
+    table = create_table(ddb, stream=True)
+    api = start_node().client()
+    key = {"pk": {"S": "n"}, "sk": {"N": "1"}}
+    api.put_item(TableName=table, Item={**key, "v": {"S": "mine"}})
+    assert api.get_item(TableName=table, Key=key)["Item"]["v"] == {"S": "mine"}
+    time.sleep(1.5)  # discovery (1 s) opens the shards at LATEST
+    ddb.put_item(TableName=table, Item={**key, "v": {"S": "bypass"}})
+    deadline = time.monotonic() + 5
+    while api.get_item(TableName=table, Key=key)["Item"]["v"] != {"S": "bypass"}:
+        assert time.monotonic() < deadline, "the bypass write never reached the node's cache"
+        time.sleep(0.05)

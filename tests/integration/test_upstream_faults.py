@@ -33,7 +33,7 @@ def error_code(info: Any) -> str:
 
 def test_throttling_is_retried_by_the_node(proxy: tuple[ThreadedFaultProxy, str], start_node: Any, table: str) -> None:
     faults, url = proxy
-    api = start_node("--upstream-max-attempts", "3", upstream=url).client()
+    api = start_node("--upstream-max-attempts", "3", "--streams", "off", upstream=url).client()
     api.describe_table(TableName=table)
     api.put_item(TableName=table, Item=KEY)  # the node now knows the table's key schema
     faults.seen.clear()
@@ -45,7 +45,7 @@ def test_throttling_is_retried_by_the_node(proxy: tuple[ThreadedFaultProxy, str]
 def test_persistent_5xx_reaches_the_client_as_dynamodb_would_say_it(
         proxy: tuple[ThreadedFaultProxy, str], start_node: Any, table: str) -> None:
     faults, url = proxy
-    api = start_node("--upstream-max-attempts", "2", upstream=url).client()
+    api = start_node("--upstream-max-attempts", "2", "--streams", "off", upstream=url).client()
     faults.fail_next = [(500, "InternalServerError")] * 2
     with pytest.raises(ClientError) as failed:
         api.get_item(TableName=table, Key=KEY)
@@ -56,7 +56,7 @@ def test_persistent_5xx_reaches_the_client_as_dynamodb_would_say_it(
 def test_upstream_outage_hits_still_served_misses_fail_fast_then_recover(
         proxy: tuple[ThreadedFaultProxy, str], start_node: Any, table: str) -> None:
     faults, url = proxy
-    api = start_node("--upstream-timeout", "0.3", "--upstream-max-attempts", "2", upstream=url).client()
+    api = start_node("--upstream-timeout", "0.3", "--upstream-max-attempts", "2", "--streams", "off", upstream=url).client()
     api.put_item(TableName=table, Item={**KEY, "v": {"S": "cached"}})
     faults.delay = 5.0  # the upstream stops answering in time
     assert api.get_item(TableName=table, Key=KEY)["Item"]["v"] == {"S": "cached"}
@@ -74,7 +74,7 @@ def test_upstream_outage_hits_still_served_misses_fail_fast_then_recover(
 def test_read_your_writes_against_a_lagging_replica(
         proxy: tuple[ThreadedFaultProxy, str], start_node: Any, ddb: Any, table: str, window: str) -> None:
     faults, url = proxy
-    api = start_node("--consistent-window", window, upstream=url).client()
+    api = start_node("--consistent-window", window, "--streams", "off", upstream=url).client()
     ddb.put_item(TableName=table, Item={**KEY, "v": {"S": "old"}})
     faults.stale_reads = True  # eventually consistent reads now lag behind at their first answer
     assert api.get_item(TableName=table, Key=KEY)["Item"]["v"] == {"S": "old"}
