@@ -174,21 +174,8 @@ class Upstream:
             DaxdError: the upstream's error (from :func:`from_upstream`) after retries,
                 or ``ServiceUnavailable`` when it cannot be reached or times out.
         """
-        target = TARGET_PREFIX + operation
-        for attempt in range(1, self.max_attempts + 1):
-            try:
-                response = await self._attempt(operation, target, body)
-            except _Unreachable as exc:
-                if attempt == self.max_attempts:
-                    raise self._unavailable(exc) from exc.__cause__
-            else:
-                if 200 <= response.status < 300:
-                    return response.body
-                error = from_upstream(response.status, response.body)
-                if attempt == self.max_attempts or not self._retryable(error):
-                    raise error
-            await self._backoff(attempt)
-        raise AssertionError("unreachable")  # pragma: no cover
+        response = await self._exchange(operation, TARGET_PREFIX + operation, body, errors_too=True)
+        return response.body
 
     async def forward(self, target: str, body: bytes) -> tuple[int, bytes]:
         """Send any ``X-Amz-Target``; return (status, body) whatever the status.
@@ -198,7 +185,15 @@ class Upstream:
         Raises:
             ServiceUnavailable: the upstream cannot be reached or times out.
         """
-        operation = target.rpartition(".")[2]
+        response = await self._exchange(target.rpartition(".")[2], target, body, errors_too=False)
+        return response.status, response.body
+
+    async def _exchange(self, operation: str, target: str, body: bytes, *, errors_too: bool) -> HTTPResponse:
+        """One call with bounded retries: of unreachable upstreams always, of retryable errors if asked.
+
+        With ``errors_too`` a non-2xx answer raises its DaxdError (after retries);
+        without, any answer is returned as it came.
+        """
         for attempt in range(1, self.max_attempts + 1):
             try:
                 response = await self._attempt(operation, target, body)
@@ -206,7 +201,11 @@ class Upstream:
                 if attempt == self.max_attempts:
                     raise self._unavailable(exc) from exc.__cause__
             else:
-                return response.status, response.body
+                if not errors_too or 200 <= response.status < 300:
+                    return response
+                error = from_upstream(response.status, response.body)
+                if attempt == self.max_attempts or not self._retryable(error):
+                    raise error
             await self._backoff(attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
