@@ -535,7 +535,14 @@ def _capacity(table: str, mode: Any) -> bytes:
     return b'{"TableName":' + dumps(table) + b',"CapacityUnits":0.0}'
 
 
+def item_body(item: bytes | None) -> bytes:
+    """The GetItem response body for a cached item (``{}``: not found)."""
+    return b"{}" if item is None else b'{"Item":' + item + b"}"
+
+
 def _item_response(item: bytes | None, table: str, capacity: Any) -> Response:
+    if capacity not in ("TOTAL", "INDEXES"):
+        return Response(body=item_body(item))
     parts = [] if item is None else [b'"Item":' + item]
     if capacity in ("TOTAL", "INDEXES"):
         parts.append(b'"ConsumedCapacity":' + _capacity(table, capacity))

@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from daxd.accelerator import item_body
 from daxd.drivers import AsyncDriver
 from daxd.frontends.httpserver import HttpRequest, HttpResponse
 from daxd.messages import Response, parse_body
@@ -35,6 +36,7 @@ class DynamoDBApp:
 
     def __init__(self, driver: AsyncDriver, metrics: Metrics, authorizer: Authorizer | None = None) -> None:
         self.driver = driver
+        self.accelerator = driver.accelerator
         self.metrics = metrics
         self.authorizer = authorizer
         self._ids = itertools.count(1)
@@ -46,7 +48,12 @@ class DynamoDBApp:
             operation = self._operation(request)
             if self.authorizer is not None:
                 self.authorizer(request)
-            outcome = self.driver.begin(operation, parse_body(request.body), request.body)
+            data = parse_body(request.body)
+            if operation == "GetItem":  # the hot path: a hit needs no plan
+                entry = self.accelerator.cached_item(data)
+                if entry is not None:
+                    return self._ok(Response(body=item_body(entry.item)), operation, started)
+            outcome = self.driver.begin(operation, data, request.body)
         except DaxdError as exc:
             return self._error(exc, operation, started)
         if isinstance(outcome, Response):
