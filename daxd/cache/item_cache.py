@@ -21,12 +21,13 @@ Token = tuple[int, int]
 
 
 class CachedItem:
-    """A cached GetItem answer. ``extra`` holds front-end encodings (e.g. DAX bytes)."""
+    """A cached GetItem answer. ``extra`` holds front-end encodings (see :meth:`ItemCache.attach`)."""
 
-    __slots__ = ("extra", "item")
+    __slots__ = ("extra", "item", "key")
 
-    def __init__(self, item: bytes | None) -> None:
+    def __init__(self, item: bytes | None, key: tuple[Any, ...]) -> None:
         self.item = item
+        self.key = key
         self.extra: dict[str, Any] | None = None
 
 
@@ -76,6 +77,17 @@ class ItemCache:
         for projection in self._projections.pop((table, key), ()):
             self.store.pop(("i", table, key, projection))
 
+    def attach(self, entry: CachedItem, name: str, value: Any, size: int) -> None:
+        """Keep a front end's encoding of a cached item with it (the DAX value bytes, a boto3-shaped copy).
+
+        It is charged to the entry, so the cache size bound still holds, and it
+        goes when the entry goes.
+        """
+        if entry.extra is None:
+            entry.extra = {}
+        entry.extra[name] = value
+        self.store.charge(entry.key, size)
+
     def changed_since(self, table: str, key: bytes, since: float) -> bool:
         return self.keys.bumped_since((table, key), since)
 
@@ -83,4 +95,5 @@ class ItemCache:
         if item is not None:
             item = compact(item)
         size = len(key) + len(projection) + (len(item) if item is not None else 0)
-        return self.store.put(("i", table, key, projection), CachedItem(item), size, self.ttl)
+        store_key = ("i", table, key, projection)
+        return self.store.put(store_key, CachedItem(item, store_key), size, self.ttl)

@@ -83,6 +83,17 @@ class Store(Generic[K, V]):
         self.bytes += size
         return True
 
+    def charge(self, key: K, size: int) -> bool:
+        """Charge a live entry ``size`` more bytes (what a front end attached to it); False if it is gone."""
+        entry = self._data.get(key)
+        if entry is None:
+            return False
+        entry.size += size
+        self.bytes += size
+        if self.bytes > self.max_bytes:
+            self._make_room(0)
+        return True
+
     def pop(self, key: K) -> V | None:
         """Remove ``key``; its value, or None."""
         entry = self._data.pop(key, None)

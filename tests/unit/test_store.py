@@ -72,3 +72,13 @@ def test_accounted_bytes_always_match_entries_and_stay_under_budget(ops: list[tu
         sizes = {k: store.get(k) or 0 for k in store}
         assert store.bytes == sum(v + ENTRY_OVERHEAD for v in sizes.values())
         assert store.bytes <= budget
+
+
+def test_charging_an_entry_counts_its_attachments_and_may_evict() -> None:
+    store: Store[str, int] = Store(2 * (100 + ENTRY_OVERHEAD) + 50, timer=Clock())
+    store.put("a", 0, 100, ttl=None)
+    store.put("b", 0, 100, ttl=None)
+    assert store.charge("b", 40) and store.bytes == 2 * (100 + ENTRY_OVERHEAD) + 40
+    assert store.charge("b", 40)  # now over budget: the least recently used entry goes
+    assert "a" not in store and "b" in store
+    assert not store.charge("a", 1)

@@ -288,9 +288,7 @@ class DaxService:
         if prepared is None:
             schema = self.schemas[op.request["TableName"]]
             prepared = prepare_item(orjson.loads(entry.item), schema, self.attr_lists)
-            if extra is None:
-                entry.extra = extra = {}
-            extra[_EXTRA_KEY] = prepared
+            self.accelerator.items.attach(entry, _EXTRA_KEY, prepared, prepared.size)
         return encode_get_item_hit(op, prepared, self.attr_lists)
 
     async def _finish(self, op: Operation, pending: Awaitable[Response], started: float) -> bytes:
