@@ -35,6 +35,7 @@ from daxd.cache.generations import Generations
 from daxd.cache.item_cache import CachedItem, ItemCache
 from daxd.cache.query_cache import QueryCache
 from daxd.cache.store import Store
+from daxd.cluster.changes import Change
 from daxd.cluster.records import Applied, KeyOrder, Outcome, StreamRecord
 from daxd.messages import Call, Response
 from daxd.model import keys
@@ -111,6 +112,8 @@ class Accelerator:
         self.stream_order = KeyOrder()
         self.metrics = metrics or Metrics()
         self.metrics.watch_store(self.store)
+        #: Told what each write changed, after the cache was updated (a cluster tells its peers).
+        self.on_write: Callable[[list[Change]], None] | None = None
         self._handlers: dict[str, Callable[[dict[str, Any], bytes | None], Plan]] = {
             "GetItem": self._get_item,
             "BatchGetItem": self._batch_get_item,
@@ -292,7 +295,10 @@ class Accelerator:
         key, partition = self._locate(item, schema)
         token = self.items.token(table, key)
         body = yield from self._write("PutItem", req, raw, [(table, key, partition)])
-        self.items.put_image(table, key, dumps(item), token)
+        image = dumps(item)
+        self.items.put_image(table, key, image, token)
+        if self.on_write is not None:
+            self.on_write([Change(table, key, partition, image)])
         return Response(body=body)
 
     def _update_item(self, req: dict[str, Any], raw: bytes | None) -> Plan:
@@ -305,16 +311,22 @@ class Accelerator:
         if asked not in ("NONE", "ALL_NEW"):
             body = yield from self._write("UpdateItem", req, raw, [(table, key, partition)])
             self.items.evict(table, key)
+            if self.on_write is not None:
+                self.on_write([Change(table, key, partition, evicted=True)])
             return Response(body=body)
         upstream_req = {**req, "ReturnValues": "ALL_NEW"}
         token = self.items.token(table, key)
         touched = [(table, key, partition)]
         data = orjson.loads((yield from self._write("UpdateItem", upstream_req, None, touched)))
         image = data.get("Attributes")
+        change = Change(table, key, partition, evicted=True) if image is None else \
+            Change(table, key, partition, dumps(image))
         if image is None:
             self.items.evict(table, key)
         else:
-            self.items.put_image(table, key, dumps(image), token)
+            self.items.put_image(table, key, change.image, token)
+        if self.on_write is not None:
+            self.on_write([change])
         if asked == "NONE":
             data.pop("Attributes", None)
         return Response(data=data)
@@ -328,6 +340,8 @@ class Accelerator:
         token = self.items.token(table, key)
         body = yield from self._write("DeleteItem", req, raw, [(table, key, partition)])
         self.items.put_image(table, key, None, token)
+        if self.on_write is not None:
+            self.on_write([Change(table, key, partition, None)])
         return Response(body=body)
 
     def _batch_write_item(self, req: dict[str, Any], raw: bytes | None) -> Plan:
@@ -357,6 +371,8 @@ class Accelerator:
                 self.items.evict(table, key)
             else:
                 self.items.put_image(table, key, image, tokens[(table, key)])
+        if self.on_write is not None and writes:
+            self.on_write([Change(t, k, p, i, (t, k) in unprocessed) for t, k, p, i in writes])
         return Response(data=data)
 
     def _transact_write_items(self, req: dict[str, Any], raw: bytes | None) -> Plan:
@@ -381,6 +397,9 @@ class Accelerator:
                 self.items.put_image(table, key, image, tokens[(table, key)])
             elif kind == "Update":
                 self.items.evict(table, key)
+        if self.on_write is not None and touched:
+            self.on_write([Change(t, k, p, i, kind == "Update") for kind, t, k, p, i in actions
+                           if kind != "ConditionCheck"])
         return Response(body=body)
 
     # -- DynamoDB Streams ---------------------------------------------------
@@ -468,9 +487,12 @@ class Accelerator:
         try:
             body = yield from self._send(operation, req, raw)
         except DaxdError:
-            for table, key in also_evict if also_evict is not None else [(t, k) for t, k, _ in touched]:
+            evicted = also_evict if also_evict is not None else [(t, k) for t, k, _ in touched]
+            for table, key in evicted:
                 self.items.evict(table, key)
             self._invalidate_queries(touched)
+            if self.on_write is not None:
+                self.on_write(_failed_changes(evicted, touched))
             raise
         self._invalidate_queries(touched)
         return body
@@ -499,6 +521,12 @@ class Accelerator:
 
     def _window_start(self) -> float:
         return self.timer() - self.settings.consistent_window
+
+
+def _failed_changes(evicted: list[tuple[str, bytes]], touched: list[tuple[str, bytes, bytes]]) -> list[Change]:
+    """A failed write's changes: every key it named evicted, with its partition if it wrote there."""
+    partitions = {(t, k): p for t, k, p in touched}
+    return [Change(t, k, partitions.get((t, k)), evicted=True) for t, k in evicted]
 
 
 def _table(req: dict[str, Any]) -> str:

@@ -61,6 +61,12 @@ def main() -> None:
 @click.option("--dax-idle-timeout", type=float,
               help="Seconds without a request before a DAX connection is closed (default 600; 0 = never).")
 @click.option("--dax-max-connections", type=int, help="Open DAX connections allowed (default 10000).")
+@click.option("--node-id", help="This node's name in a cluster (default hostname:dax-port).")
+@click.option("--advertise", help="Address clients and peers reach this node at (default --host, or the "
+              "machine's primary address when --host is a wildcard).")
+@click.option("--peers", help="Every node's DAX address, host:port,host:port,... - the same list on every "
+              "node, this one included (default: a cluster of one).")
+@click.option("--health-interval", type=float, help="Seconds between health probes of each peer (default 1).")
 def serve(config_file: Path | None, **flags: Any) -> None:
     """Run a daxd node."""
     try:
@@ -77,3 +83,29 @@ def serve(config_file: Path | None, **flags: Any) -> None:
     except OSError as exc:
         click.echo(f"daxd: cannot start: {exc}", err=True)
         sys.exit(1)
+
+
+@main.command()
+@click.argument("address")
+@click.option("--auth-keys", envvar="DAXD_AUTH_KEYS",
+              help="Key file of the cluster: the first key signs the connection.")
+@click.option("--region", default="us-east-1", show_default=True, help="Region of the signature's scope.")
+@click.option("--timeout", type=float, default=3.0, show_default=True, help="Seconds to wait for the node.")
+@click.option("--json", "as_json", is_flag=True, help="Print the node's answer as JSON.")
+def status(address: str, auth_keys: str | None, region: str, timeout: float, as_json: bool) -> None:
+    """Show the cluster as the node at ADDRESS (host:dax-port) sees it."""
+    from daxd.cluster.status import fetch_status, render_status
+
+    try:
+        view = fetch_status(address, auth_keys, region, timeout)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    except OSError as exc:
+        click.echo(f"daxd status: {address}: {exc}", err=True)
+        sys.exit(1)
+    if as_json:
+        import orjson
+
+        click.echo(orjson.dumps(view, option=orjson.OPT_INDENT_2).decode())
+        return
+    render_status(view)

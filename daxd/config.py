@@ -70,6 +70,14 @@ class Settings:
     #: Seconds without a request after which a DAX connection is closed (0: never).
     dax_idle_timeout: float = 600.0
     dax_max_connections: int = 10_000
+    #: This node's name in a cluster (None: ``hostname:dax_port``); its wire id is derived from it.
+    node_id: str | None = None
+    #: The address clients and peers reach this node at (None: ``host``, or the primary address for a wildcard).
+    advertise: str | None = None
+    #: Every node's DAX address, ``host:port,host:port``, the same list on every node (None: a cluster of one).
+    peers: str | None = None
+    #: Seconds between health probes of each peer.
+    health_interval: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("http_port", "dax_port", "admin_port", "dax_tls_port", "http_tls_port"):
@@ -80,6 +88,10 @@ class Settings:
                      "dax_idle_timeout"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must be >= 0 seconds")
+        if not 0.05 <= self.health_interval <= 60:
+            raise ConfigError("health_interval: must be between 0.05 and 60 seconds")
+        if self.peers and self.dax_port == 0:
+            raise ConfigError("dax_port: a node with peers needs a fixed DAX port (peers are named by it)")
         if self.cache_size <= 0:
             raise ConfigError("cache_size: must be > 0 bytes")
         if self.log_level not in LOG_LEVELS:
@@ -107,6 +119,8 @@ def _coerce(name: str, value: Any) -> Any:
     try:
         if name == "cache_size":
             return parse_size(value)
+        if name == "peers" and isinstance(value, list):
+            return ",".join(str(v) for v in value)
         if kind == "int":
             return int(value)
         if kind == "float":

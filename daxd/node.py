@@ -21,6 +21,8 @@ import botocore.session
 from daxd import __version__
 from daxd.accelerator import Accelerator, CacheSettings
 from daxd.auth import DaxAuthenticator, http_authorizer, load_keys
+from daxd.cluster.membership import Address, Membership, PeerListError, find_self, parse_peers
+from daxd.cluster.node import Cluster, peer_credentials
 from daxd.cluster.streams import StreamCollector, StreamsUpstream, StreamTailer, streams_endpoint
 from daxd.config import ConfigError, Settings
 from daxd.drivers import AsyncDriver
@@ -68,6 +70,51 @@ def advertised_hostname(host: str) -> str:
     return "localhost" if is_loopback(host) else host
 
 
+def primary_address() -> str:
+    """The address this machine reaches the network from (no packet is sent: UDP connect only routes)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.255.255.255", 1))
+            return str(probe.getsockname()[0])
+        except OSError:
+            return "127.0.0.1"
+
+
+def resolve(host: str) -> str:
+    """An IP literal for ``host`` (IPv4 preferred, as the DAX clients prefer it).
+
+    Raises:
+        ConfigError: the name does not resolve.
+    """
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ConfigError(f"peers/advertise: cannot resolve {host!r}: {exc}") from None
+    infos.sort(key=lambda info: info[0] != socket.AF_INET)
+    return str(infos[0][4][0])
+
+
+def membership_of(settings: Settings) -> Membership:
+    """This node's cluster view from ``--peers``, ``--advertise``, ``--dax-port`` and ``--node-id``.
+
+    Raises:
+        ConfigError: a bad peer entry, or this node is not in the list.
+    """
+    wildcard = settings.host in ("", "0.0.0.0", "::")
+    advertise = settings.advertise or (primary_address() if wildcard else settings.host)
+    me = Address(advertise, settings.dax_port)
+    try:
+        others = find_self(parse_peers(settings.peers), me)
+    except PeerListError as exc:
+        raise ConfigError(str(exc)) from None
+    name = settings.node_id or f"{socket.gethostname()}:{settings.dax_port}"
+    return Membership(me, resolve(advertise), name, {p: resolve(p.host) for p in others}, timer=time.monotonic)
+
+
 def tls_context(settings: Settings) -> ssl.SSLContext | None:
     """The server TLS context of ``--tls-cert``/``--tls-key`` (None without them).
 
@@ -107,6 +154,9 @@ class Node:
         self.dax_state = dax_server.ListenerState(max_connections=settings.dax_max_connections,
                                                   idle_timeout=settings.dax_idle_timeout)
         self.metrics.registry.register(dax_server.DaxCollector(self.attr_lists, self.dax_state))
+        self.cluster = Cluster(membership_of(settings), self.accelerator, credentials=peer_credentials(self.secrets),
+                               region=self.region, health_interval=settings.health_interval,
+                               quiet=settings.consistent_window)
         self.http_port = 0
         self.admin_port = 0
         self.dax_port = 0
@@ -147,7 +197,11 @@ class Node:
         self.driver = AsyncDriver(self.accelerator, self.upstream)
         if s.streams == "on" and s.upstream != "embedded":
             self.streams_upstream = self._make_streams_upstream()
-            self.tailer = StreamTailer(self.accelerator, self.streams_upstream)
+            clustered = self.cluster.membership.clustered
+            self.tailer = StreamTailer(self.accelerator, self.streams_upstream,
+                                       shard_filter=self.cluster.owns if clustered else None,
+                                       sink=self.cluster.sink if clustered else None)
+            self.cluster.tailer = self.tailer
             self.metrics.registry.register(StreamCollector(self.tailer.stats))
             self.tailer.start()
         authorizer = http_authorizer(self.secrets) if self.secrets is not None else None
@@ -156,8 +210,11 @@ class Node:
         self.admin_port = await self._listen(admin.AdminApp(self), s.admin_port)
         service = DaxService(self.driver, self.attr_lists,
                              authenticator=DaxAuthenticator(self.secrets) if self.secrets is not None else None,
-                             hostname=advertised_hostname(s.host), availability_zone=f"{self.region}a")
+                             hostname=advertised_hostname(s.host), availability_zone=f"{self.region}a",
+                             cluster=self.cluster, cluster_port=s.dax_port or None)
         self.dax_port = await self._listen_dax(service, s.dax_port, None)
+        service.cluster_port = self.dax_port
+        self.cluster.start()
         if self.tls is not None:
             self.dax_tls_port = await self._listen_dax(service, s.dax_tls_port, self.tls)
             self.http_tls_port = await self._listen_tls_http(api, s.http_tls_port, self.tls)
@@ -189,6 +246,10 @@ class Node:
         host = s.host if ":" not in s.host else f"[{s.host}]"
         lines = [f"daxd {__version__}: DynamoDB API on http://{host}:{self.http_port}",
                  f"daxd: DAX protocol on dax://{host}:{self.dax_port}"]
+        membership = self.cluster.membership
+        if membership.clustered:
+            lines.append(f"daxd: cluster node {membership.name} (id {membership.node_id}) advertised as "
+                         f"{membership.me}; peers {', '.join(map(str, membership.peers))}")
         if self.tls is not None:
             lines += [f"daxd: DAX over TLS on daxs://{host}:{self.dax_tls_port}",
                       f"daxd: DynamoDB API over TLS on https://{host}:{self.http_tls_port}"]
@@ -230,6 +291,7 @@ class Node:
         for server, state in self._servers:
             await httpserver.shutdown(server, state, self.settings.shutdown_grace)
         self._servers.clear()
+        await self.cluster.stop()
         if self.tailer is not None:
             await self.tailer.stop()
         if self.streams_upstream is not None:

@@ -339,6 +339,7 @@ class StreamTailer:
         self._wall = wall
         self._tables: dict[str, _Table] = {}
         self._task: asyncio.Task[None] | None = None
+        self._wakes: set[asyncio.Event] = set()
 
     # -- lifecycle --
 
@@ -359,6 +360,11 @@ class StreamTailer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         log.info("stream tailer stopped")
+
+    def reassign(self) -> None:
+        """``shard_filter``'s answers changed (a node joined or left): re-plan every stream now."""
+        for wake in self._wakes:
+            wake.set()
 
     async def run(self) -> None:
         """Discover tables and their streams, forever (until cancelled)."""
@@ -492,6 +498,7 @@ class StreamTailer:
         planner = ShardPlanner(self.shard_filter)
         readers: dict[str, asyncio.Task[None]] = {}
         wake = asyncio.Event()
+        self._wakes.add(wake)
         try:
             while True:
                 status, shards = await self._describe_stream(table, stream)
@@ -508,6 +515,7 @@ class StreamTailer:
                 await self._nap(wake, self.settings.describe_interval)
                 self._collect(planner, readers)
         finally:
+            self._wakes.discard(wake)
             for task in readers.values():
                 task.cancel()
             await asyncio.gather(*readers.values(), return_exceptions=True)

@@ -4,6 +4,7 @@
 ``GET /ready``        200 when the listeners are up and the upstream answers, else 503 + a JSON reason
 ``POST /cache/flush`` drop every entry, or one table's with ``?table=NAME``
 ``GET /metrics``      Prometheus text format
+``GET /cluster``      JSON: this node's figures, every peer's health and role, stream lag per table
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class AdminApp:
             return self._ready()
         if route == ("GET", "/metrics"):
             return HttpResponse(200, self.node.metrics.render(), content_type=b"text/plain; version=0.0.4")
+        if route == ("GET", "/cluster"):
+            return _json(200, self.node.cluster.view())
         if route == ("POST", "/cache/flush"):
             table = parse_qs(url.query).get("table", [None])[0]
             return _json(200, {"flushed": self.node.accelerator.flush(table), "table": table})

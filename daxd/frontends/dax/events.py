@@ -22,6 +22,14 @@ class MethodInfo:
     arg_count: int
 
 
+#: daxd's own node-to-node methods (docs/cluster.md), one argument each. DAX's ids are
+#: signed 32-bit hashes; these lie above 2**32, so they can never collide with one.
+PEER_METHODS: dict[str, int] = {
+    "daxd.ping": (1 << 32) + 1,  # health and status summary
+    "daxd.invalidate": (1 << 32) + 2,  # what a write changed (peer invalidation)
+    "daxd.records": (1 << 32) + 3,  # DynamoDB Streams records fanned out by a shard's reader
+}
+
 #: Every method the clients send. Unknown ids make the stream unparseable (§2.4).
 METHODS: dict[int, MethodInfo] = {m.method_id: m for m in (
     MethodInfo(1489122155, "authorizeConnection", 5),
@@ -39,6 +47,7 @@ METHODS: dict[int, MethodInfo] = {m.method_id: m for m in (
     MethodInfo(116217951, "batchWriteItem", 2),
     MethodInfo(1866287579, "transactGetItems", 4),
     MethodInfo(-1160037738, "transactWriteItems", 9),
+    *(MethodInfo(method_id, name, 1) for name, method_id in PEER_METHODS.items()),
 )}
 METHOD_IDS: dict[str, int] = {m.name: m.method_id for m in METHODS.values()}
 
@@ -110,6 +119,18 @@ class MethodCall(Event):
         info = METHODS.get(METHOD_IDS.get(self.method, 0))
         if info is None or info.arg_count != len(self.args):
             raise ValueError(f"bad method call {self.method} with {len(self.args)} arguments")
+
+
+@dataclass(frozen=True, slots=True)
+class PeerMessage(Event):
+    """One of daxd's node-to-node methods (:data:`PEER_METHODS`); the body is checked by its handler."""
+
+    method: str
+    body: Any
+
+    def __post_init__(self) -> None:
+        if self.method not in PEER_METHODS:
+            raise ValueError(f"{self.method!r} is not a daxd peer method")
 
 
 @dataclass(frozen=True, slots=True)

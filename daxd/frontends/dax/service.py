@@ -21,7 +21,7 @@ import ipaddress
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -37,6 +37,7 @@ from daxd.frontends.dax.events import (
     DefineKeySchema,
     Endpoints,
     MethodCall,
+    PeerMessage,
     Preamble,
 )
 from daxd.frontends.dax.hot import encode_get_item_hit, prepare_item
@@ -51,7 +52,12 @@ from daxd.frontends.dax.responses import (
     encode_response,
 )
 from daxd.messages import Response
-from daxd.model.errors import DaxdError, InternalServerError, MissingAuthenticationTokenException
+from daxd.model.errors import (
+    DaxdError,
+    InternalServerError,
+    MissingAuthenticationTokenException,
+    ValidationException,
+)
 from daxd.model.keys import KeySchema, TableSchema
 
 log = logging.getLogger("daxd.dax")
@@ -62,6 +68,14 @@ AUTH_REQUIRED = "Connection requires authentication"
 _EXTRA_KEY = "dax"
 _MISS_REPLY = b"\x80\xa0"
 _BEFORE_AUTH = (Preamble, AuthorizeConnection)
+
+
+class PeerHandler(Protocol):
+    """The cluster side of a node (:class:`daxd.cluster.node.Cluster`), as the DAX front end sees it."""
+
+    def endpoints_reply(self, hostname: str, availability_zone: str) -> bytes | None: ...
+
+    def handle(self, message: PeerMessage) -> bytes | Awaitable[bytes]: ...
 
 
 class Session:
@@ -106,12 +120,19 @@ class DaxService:
         hostname: advertised by ``endpoints`` (the Python client replaces it with
             the name it dialled; JS keeps it for TLS hostname checks).
         availability_zone: advertised by ``endpoints`` (Python requires one).
+        cluster: answers ``endpoints`` with the healthy nodes and daxd's peer
+            methods (None: a node on its own, which refuses peer methods).
+        cluster_port: the DAX port peers know this node by; ``endpoints`` on
+            another listener (TLS) answers with this node only.
     """
 
     def __init__(self, driver: AsyncDriver, attr_lists: AttributeListTable, *,
                  authenticator: DaxAuthenticator | None = None, hostname: str = "localhost",
-                 availability_zone: str = "local") -> None:
+                 availability_zone: str = "local", cluster: PeerHandler | None = None,
+                 cluster_port: int | None = None) -> None:
         self.driver = driver
+        self.cluster = cluster
+        self.cluster_port = cluster_port
         self.accelerator = driver.accelerator
         self.metrics = driver.accelerator.metrics
         self.attr_lists = attr_lists
@@ -131,6 +152,7 @@ class DaxService:
             DefineAttributeList: self.define_attribute_list,
             DefineAttributeListId: self.define_attribute_list_id,
             MethodCall: self.method_call,
+            PeerMessage: self.peer_message,
         }
 
     def session(self, local: tuple[str, int] | None, peer: str) -> Session:
@@ -172,8 +194,12 @@ class DaxService:
         return encode_error(error)
 
     def endpoints(self, session: Session, _event: Endpoints) -> Reply:
-        """This node, at the address and port the client reached (so TLS listeners advertise TLS)."""
+        """The cluster's healthy nodes; alone (or on TLS), this node at the address and port the client reached."""
         local = session.local or ("127.0.0.1", 0)
+        if self.cluster is not None and local[1] == self.cluster_port:
+            clustered = self.cluster.endpoints_reply(self.hostname, self.availability_zone)
+            if clustered is not None:
+                return clustered
         reply = self._endpoints.get(local)
         if reply is None:
             address = str(ipaddress.ip_address(local[0].partition("%")[0]))
@@ -181,6 +207,12 @@ class DaxService:
                 1, self.hostname, address, local[1], role=1, availability_zone=self.availability_zone,
                 leader_session_id=1)])
         return reply
+
+    def peer_message(self, session: Session, event: PeerMessage) -> Reply:
+        """daxd's own node-to-node methods (docs/cluster.md)."""
+        if self.cluster is None:
+            return encode_error(ValidationException(f"{event.method}: this node is not part of a cluster"))
+        return self.cluster.handle(event)
 
     def define_key_schema(self, session: Session, event: DefineKeySchema) -> Reply:
         table = event.table_name

@@ -1,0 +1,98 @@
+"""``daxd status HOST:PORT``: ask one node for its view of the cluster and print it.
+
+The node is asked over its DAX port with ``daxd.ping`` (body ``{"view": true}``),
+signed with the first key of ``--auth-keys`` when given, so an operator needs
+no other port. :func:`status_rows` (pure) turns the answer into table rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from daxd.auth import load_keys
+from daxd.cluster.membership import Address, PeerListError
+from daxd.cluster.node import peer_credentials
+from daxd.cluster.peers import PeerConnection, PeerError
+from daxd.config import ConfigError
+
+COLUMNS = ("node", "address", "role", "health", "hit ratio", "cache", "entries", "stream lag")
+
+
+def fetch_status(address: str, auth_keys: str | None, region: str, timeout: float) -> dict[str, Any]:
+    """The node's ``daxd.ping`` view.
+
+    Raises:
+        ConfigError: a bad address or key file.
+        OSError: the node cannot be reached or answered badly.
+    """
+    try:
+        target = Address.parse(address)
+    except PeerListError as exc:
+        raise ConfigError(str(exc).replace("peers: ", "")) from None
+    credentials = peer_credentials(load_keys(auth_keys) if auth_keys else None)
+
+    async def ask() -> Any:
+        connection = PeerConnection(target, credentials=credentials, region=region, timeout=timeout)
+        try:
+            return await connection.call("daxd.ping", {"view": True})
+        finally:
+            await connection.close()
+
+    try:
+        view = asyncio.run(ask())
+    except PeerError as exc:
+        raise OSError(str(exc)) from None
+    if not isinstance(view, dict):
+        raise OSError("the node's answer is not a status")
+    return view
+
+
+def _size(value: Any) -> str:
+    if not isinstance(value, int | float):
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return "-"
+
+
+def _lag(streams: Any) -> str:
+    if not isinstance(streams, Mapping) or not streams:
+        return "-"
+    parts = []
+    for table, info in sorted(streams.items()):
+        lag = info.get("lag") if isinstance(info, Mapping) else None
+        status = info.get("status", "?") if isinstance(info, Mapping) else "?"
+        parts.append(f"{table}: {lag:.2f}s" if isinstance(lag, int | float) else f"{table}: {status}")
+    return ", ".join(parts)
+
+
+def _ratio(value: Any) -> str:
+    return f"{value:.1%}" if isinstance(value, int | float) else "-"
+
+
+def status_rows(view: Mapping[str, Any]) -> list[tuple[str, ...]]:
+    """One row per node: the answering node's own figures, then what its pings told it of each peer."""
+    rows: list[tuple[str, ...]] = []
+    for node in view.get("nodes") or []:
+        figures = view if node.get("health") == "self" else node.get("status") or {}
+        rows.append((str(node.get("node", "?")), str(node.get("address", "?")), str(node.get("role", "-")),
+                     str(node.get("health", "?")), _ratio(figures.get("hit_ratio")), _size(figures.get("cache_bytes")),
+                     str(figures.get("cache_entries", "-")), _lag(figures.get("streams"))))
+    return rows
+
+
+def render_status(view: Mapping[str, Any]) -> None:
+    """Print the table with rich."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"daxd cluster as seen by {view.get('node', '?')}")
+    for column in COLUMNS:
+        table.add_column(column)
+    for row in status_rows(view):
+        table.add_row(*row)
+    Console().print(table)
