@@ -12,7 +12,7 @@
    load generator and the nodes share the cores, so throughput cannot scale
    linearly; the figure that must hold is CPU per hit staying flat.
 
-    python benchmarks/bench_cluster.py [--quick]
+    python -m benchmarks.bench_cluster [--quick]
 """
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from bench_dax import PREAMBLE, _Replayer, authorize, get_item_request, load, reply_size
-from common import DaxdNode, DynamoDBLocal, client, cpu_seconds, create_table
-
+from benchmarks.bench_dax import PREAMBLE, _Replayer, authorize, get_item_request, load, reply_size
+from benchmarks.common import DaxdNode, DynamoDBLocal, client, cpu_seconds, create_table
 from tests.harness import free_port
 
 

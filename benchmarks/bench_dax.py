@@ -10,7 +10,7 @@
    request in flight per connection. Bounded by a request count and a time cap;
    127.0.0.1 only. Server CPU per request comes from /proc.
 
-    python benchmarks/bench_dax.py [--quick] [--repeat N]
+    python -m benchmarks.bench_dax [--quick] [--repeat N]
 """
 
 from __future__ import annotations
@@ -25,7 +25,17 @@ import time
 import uuid
 from typing import Any
 
-from common import ROOT, DaxdNode, DynamoDBLocal, client, cpu_seconds, create_table, latency, make_item
+from benchmarks.common import (
+    ROOT,
+    DaxdNode,
+    DynamoDBLocal,
+    client,
+    cpu_seconds,
+    create_table,
+    latency,
+    make_item,
+    warm_up,
+)
 
 sys.path.insert(0, str(ROOT))
 
@@ -202,6 +212,7 @@ def main() -> None:
     direct = client(ddl.endpoint)
     table = create_table(direct, f"PerfTab-{uuid.uuid4().hex[:6]}")
     load(direct, table)
+    warm_up(ddl.port, table)
     node = DaxdNode(ddl.endpoint, "--item-ttl", "3600", "--query-ttl", "3600", "--log-level", "warning")
     dax = AmazonDaxClient(endpoint_url=f"dax://127.0.0.1:{node.ports['dax']}", region_name="us-east-1",
                           aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="secret")

@@ -1,6 +1,6 @@
 """DynamoDB JSON API: boto3 -> DynamoDB Local directly vs boto3 -> daxd, same run.
 
-    .venv/bin/python benchmarks/bench_http.py [--quick]
+    .venv/bin/python -m benchmarks.bench_http [--quick]
 
 Measures (1) client-observed latency of cached GetItem (1 KB item), Query (10
 items) and BatchGetItem (100 keys) through boto3; (2) what a miss costs over
@@ -20,7 +20,17 @@ import subprocess
 import uuid
 from typing import Any
 
-from common import ROOT, DaxdNode, DynamoDBLocal, client, cpu_seconds, create_table, latency, make_item
+from benchmarks.common import (
+    ROOT,
+    DaxdNode,
+    DynamoDBLocal,
+    client,
+    cpu_seconds,
+    create_table,
+    latency,
+    make_item,
+    warm_up,
+)
 
 HEADERS = {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Date": "20260101T000000Z",
            "Authorization": "AWS4-HMAC-SHA256 Credential=daxdtest/20260101/us-east-1/dynamodb/aws4_request, "
@@ -91,6 +101,7 @@ def main() -> None:
     direct = client(ddl.endpoint)
     table = create_table(direct, f"PerfTab-{uuid.uuid4().hex[:6]}")
     load(direct, table)
+    warm_up(ddl.port, table)
     node = DaxdNode(ddl.endpoint, "--item-ttl", "3600", "--query-ttl", "3600", "--cache-size", "2GiB",
                     "--log-level", "warning")
     missing = DaxdNode(ddl.endpoint, "--item-ttl", "0.000001", "--log-level", "warning")  # every read is a miss

@@ -1,6 +1,6 @@
 """In-process accelerator vs plain boto3, same run, against DynamoDB Local.
 
-Run: ``.venv/bin/python benchmarks/bench_inprocess.py``. Starts its own DynamoDB
+Run: ``.venv/bin/python -m benchmarks.bench_inprocess``. Starts its own DynamoDB
 Local, loads a ~1 KB item and a 10-item partition, and prints a Markdown table
 of p50/p99 (µs, median of 5 runs of 300 calls) for: client GetItem, client
 Query of 10 items, resource ``Table.get_item``, each plain and accelerated
@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 
 import daxd
-from benchmarks.common import DynamoDBLocal, client, create_table, latency, make_item
+from benchmarks.common import DynamoDBLocal, client, create_table, latency, make_item, warm_up
 from tests.harness import CLIENT_CONFIG, CREDENTIALS
 
 
@@ -50,6 +50,7 @@ def main() -> None:
         direct = client(ddl.endpoint)
         table = create_table(direct)
         load(direct, table)
+        warm_up(ddl.port, table)
         print("| path | plain boto3 p50 / p99 (µs) | accelerated hit p50 / p99 (µs) | p50 ratio |")
         print("|---|---|---|---|")
         for name, plain_call, fast_call in cases(ddl.endpoint, table):

@@ -1,6 +1,6 @@
 """Memory per cached 1 KB item, and how well the cache's byte accounting tracks it.
 
-    .venv/bin/python benchmarks/bench_memory.py [--items 100000]
+    .venv/bin/python -m benchmarks.bench_memory [--items 100000]
 
 Fills a real Accelerator (the node's cache engine) with GetItem misses
 answered by scripted DynamoDB responses, then compares the process's RSS
@@ -17,8 +17,8 @@ import os
 from pathlib import Path
 
 import orjson
-from common import make_item
 
+from benchmarks.common import make_item
 from daxd.accelerator import Accelerator, CacheSettings
 from daxd.drivers import run_plan_sync
 from daxd.messages import Call

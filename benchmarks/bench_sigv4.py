@@ -1,6 +1,6 @@
 """Micro-benchmark: lean SigV4 sign/verify vs botocore's SigV4Auth (perf-baselines §6b).
 
-Run: ``.venv/bin/python benchmarks/bench_sigv4.py``. Prints the median µs/op of 7 repeats.
+Run: ``.venv/bin/python -m benchmarks.bench_sigv4``. Prints the median µs/op of 7 repeats.
 """
 
 from __future__ import annotations

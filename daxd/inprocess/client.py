@@ -40,8 +40,6 @@ _UPSTREAM_MARK = "daxd_from_wrapped_client"
 _READ_ONLY_PREFIXES = ("Get", "BatchGet", "Query", "Scan", "Describe", "List", "TransactGet")
 
 
-#: Where a cached item keeps its boto3-shaped, pickled GetItem response.
-_PICKLED = "boto3-pickle"
 
 
 class Operation:
@@ -134,6 +132,9 @@ class Exchange:
 
 
 class AcceleratedClient:
+    #: Where a cached item keeps this client's pickled GetItem response.
+    _daxd_pickle_name = "boto3-client-pickle"
+
     """A boto3 DynamoDB client with the Accelerator in front; see the module docstring.
 
     Attributes other than DynamoDB operations (``meta``, ``exceptions``,
@@ -220,10 +221,11 @@ class AcceleratedClient:
             op = self._daxd_ops[api_name] = Operation(self._daxd_client, self._daxd_python_names[api_name], api_name)
         return op
 
-    def _daxd_call(self, op: Operation, params: dict[str, Any]) -> Any:
+    def _daxd_call(self, op: Operation, params: dict[str, Any], fast: bool = True) -> Any:
+        """One call of ``op``; ``fast=False`` when the caller already tried the GetItem hit path."""
         if self._daxd_validate:
             op.check(params)
-        if op.name == "GetItem":
+        if fast and op.name == "GetItem":
             hit = self._daxd_get_item_hit(op, params)
             if hit is not None:
                 return hit
@@ -243,6 +245,10 @@ class AcceleratedClient:
             return exchange.answer(response)
         return self._daxd_recover(op, exchange, failure, started)
 
+    def _daxd_shape_hit(self, op: Operation, body: bytes) -> dict[str, Any]:
+        """A cached GetItem response (DynamoDB JSON) in the shape this client answers: binary as bytes."""
+        return convert.response_data(body, orjson.loads(body), op.output_shape)
+
     def _daxd_get_item_hit(self, op: Operation, params: dict[str, Any]) -> dict[str, Any] | None:
         """A cached GetItem answered without a plan: a fresh copy of the response, in boto3's shape.
 
@@ -259,12 +265,12 @@ class AcceleratedClient:
                 return None
             if entry is None:
                 return None
-            blob = entry.extra.get(_PICKLED) if entry.extra is not None else None
+            name = self._daxd_pickle_name
+            blob = entry.extra.get(name) if entry.extra is not None else None
             if blob is None:
-                body = item_body(entry.item)
-                data = convert.response_data(body, orjson.loads(body), op.output_shape)
+                data = self._daxd_shape_hit(op, item_body(entry.item))
                 blob = pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)
-                driver.accelerator.items.attach(entry, _PICKLED, blob, len(blob))
+                driver.accelerator.items.attach(entry, name, blob, len(blob))
         response: dict[str, Any] = pickle.loads(blob)
         response["ResponseMetadata"] = hit_metadata()
         return response

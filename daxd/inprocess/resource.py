@@ -21,6 +21,7 @@ import copy
 import threading
 from typing import Any
 
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.hooks import HierarchicalEmitter
 
 from daxd.inprocess.client import AcceleratedClient, Operation
@@ -33,6 +34,10 @@ _RESOURCE_HOOKS = (
     ("before-parameter-build.dynamodb", "dynamodb-attr-value-input"),
     ("after-call.dynamodb", "dynamodb-attr-value-output"),
 )
+
+
+_SERIALIZER = TypeSerializer()
+_DESERIALIZER = TypeDeserializer()
 
 
 def plain_twin(client: Any) -> Any:
@@ -52,6 +57,8 @@ def plain_twin(client: Any) -> Any:
 class ResourceClient(AcceleratedClient):
     """The client under an accelerated resource: Python values in and out, like the resource's own."""
 
+    _daxd_pickle_name = "boto3-resource-pickle"
+
     def __init__(self, client: Any, driver: ThreadedDriver) -> None:
         super().__init__(client, driver)
         self._daxd_meta = copy.copy(client.meta)
@@ -63,14 +70,39 @@ class ResourceClient(AcceleratedClient):
         """The wrapped client's meta, with a private event emitter for the resource's hooks."""
         return self._daxd_meta
 
-    def _daxd_call(self, op: Operation, params: dict[str, Any]) -> Any:
+    def _daxd_call(self, op: Operation, params: dict[str, Any], fast: bool = True) -> Any:
+        if fast and op.name == "GetItem" and isinstance(params.get("Key"), dict):
+            hit = self._daxd_typed_get_item_hit(op, params)
+            if hit is not None:
+                return hit
         injector = self._daxd_injector()
         params = copy.deepcopy(params)  # the caller's dict is theirs, as in boto3
         injector.inject_condition_expressions(params, op.model)
         injector.inject_attribute_value_input(params, op.model)
-        response = super()._daxd_call(op, params)
+        response = super()._daxd_call(op, params, fast=False)
         injector.inject_attribute_value_output(response, op.model)
         return response
+
+    def _daxd_typed_get_item_hit(self, op: Operation, params: dict[str, Any]) -> dict[str, Any] | None:
+        """A GetItem hit without boto3's shape-walking transformer: only the key is serialized.
+
+        GetItem has no condition or value placeholders, so typing its ``Key`` is
+        all the input transformation does; the response is deserialized once per
+        entry and kept pickled (see :meth:`AcceleratedClient._daxd_get_item_hit`).
+        """
+        if self._daxd_validate:
+            op.check(params)
+        try:
+            key = {name: _SERIALIZER.serialize(value) for name, value in params["Key"].items()}
+        except (TypeError, ValueError):
+            return None  # boto3's own path raises its own error for this
+        return self._daxd_get_item_hit(op, {**params, "Key": key})
+
+    def _daxd_shape_hit(self, op: Operation, body: bytes) -> dict[str, Any]:
+        data = super()._daxd_shape_hit(op, body)
+        if "Item" in data:
+            data["Item"] = {name: _DESERIALIZER.deserialize(value) for name, value in data["Item"].items()}
+        return data
 
     def _daxd_injector(self) -> Any:
         injector = getattr(self._daxd_local, "injector", None)
