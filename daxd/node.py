@@ -27,7 +27,7 @@ from daxd.cluster.streams import StreamCollector, StreamsUpstream, StreamTailer,
 from daxd.config import ConfigError, Settings
 from daxd.drivers import AsyncDriver
 from daxd.embedded import EmbeddedBackend
-from daxd.frontends import admin, httpserver
+from daxd.frontends import admin, httpserver, lifecycle
 from daxd.frontends.dax import server as dax_server
 from daxd.frontends.dax.attrs import AttributeListTable
 from daxd.frontends.dax.service import DaxService
@@ -286,10 +286,11 @@ class Node:
     async def stop(self) -> None:
         """Stop accepting, finish in-flight requests (bounded by shutdown_grace), close everything."""
         log.info("stopping: closing listeners and draining in-flight requests")
-        await dax_server.shutdown(self._dax_servers, self.dax_state, self.settings.shutdown_grace)
+        grace = self.settings.shutdown_grace
+        await lifecycle.shutdown(self._dax_servers, self.dax_state.connections, self.dax_state.tasks, grace)
         self._dax_servers.clear()
         for server, state in self._servers:
-            await httpserver.shutdown(server, state, self.settings.shutdown_grace)
+            await lifecycle.shutdown([server], state.connections, state.tasks, grace)
         self._servers.clear()
         await self.cluster.stop()
         if self.tailer is not None:

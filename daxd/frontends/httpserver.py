@@ -211,8 +211,12 @@ class HttpProtocol(asyncio.Protocol):
         self._write(response)
 
     def close_if_idle(self) -> None:
-        if not self._busy and not self._queue and self.transport is not None:
-            self._closing = True
+        if not self._busy and not self._queue:
+            self.close()
+
+    def close(self) -> None:
+        self._closing = True
+        if self.transport is not None:
             self.transport.close()
 
 
@@ -224,18 +228,3 @@ async def serve(app: Application, host: str, port: int, state: ServerState, **kw
     """Start a listener; the returned server's sockets tell the bound port."""
     loop = asyncio.get_running_loop()
     return await loop.create_server(lambda: HttpProtocol(app, state, **kwargs), host, port, reuse_address=True)
-
-
-async def shutdown(server: asyncio.Server, state: ServerState, grace: float) -> None:
-    """Stop accepting, let in-flight requests finish (bounded), then close every connection."""
-    server.close()
-    for connection in list(state.connections):
-        connection.close_if_idle()
-    if state.tasks:
-        _, pending = await asyncio.wait(list(state.tasks), timeout=grace)
-        for task in pending:
-            task.cancel()
-    for connection in list(state.connections):
-        if connection.transport is not None:
-            connection.transport.close()
-    await server.wait_closed()

@@ -138,7 +138,7 @@ class DaxProtocol(asyncio.Protocol):
                 if event is NEED_DATA:
                     break
                 if isinstance(event, ConnectionClosed):
-                    self._close()
+                    self.close()
                     break
                 assert self.session is not None
                 reply = self.service.handle(self.session, event)
@@ -197,9 +197,9 @@ class DaxProtocol(asyncio.Protocol):
         out.append(encode_error(exc))
         self._send(b"".join(out))
         out.clear()
-        self._close()
+        self.close()
 
-    def _close(self) -> None:
+    def close(self) -> None:
         self._closing = True
         if self.transport is not None:
             self.transport.close()
@@ -216,13 +216,13 @@ class DaxProtocol(asyncio.Protocol):
             return
         if idle_for >= self.state.idle_timeout and not self._busy:
             log.info("DAX connection %s: closing after %.0f s idle (--dax-idle-timeout)", self._peer(), idle_for)
-            self._close()
+            self.close()
             return
         self._idle_timer = loop.call_later(max(self.state.idle_timeout - idle_for, 0.05), self._check_idle)
 
     def close_if_idle(self) -> None:
         if not self._busy:
-            self._close()
+            self.close()
 
 
 async def serve(service: DaxService, state: ListenerState, host: str, port: int,
@@ -231,22 +231,6 @@ async def serve(service: DaxService, state: ListenerState, host: str, port: int,
     loop = asyncio.get_running_loop()
     return await loop.create_server(lambda: DaxProtocol(service, state), host, port, reuse_address=True,
                                     ssl=ssl_context, backlog=1024)
-
-
-async def shutdown(servers: list[asyncio.Server], state: ListenerState, grace: float) -> None:
-    """Stop accepting, let in-flight requests finish (bounded), then close every connection."""
-    for server in servers:
-        server.close()
-    for connection in list(state.connections):
-        connection.close_if_idle()
-    if state.tasks:
-        _, pending = await asyncio.wait(list(state.tasks), timeout=grace)
-        for task in pending:
-            task.cancel()
-    for connection in list(state.connections):
-        connection._close()
-    for server in servers:
-        await server.wait_closed()
 
 
 class DaxCollector(Collector):
