@@ -9,6 +9,7 @@ out, not for production data, and everything in it is lost when daxd stops.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ class EmbeddedBackend:
     def start(cls) -> EmbeddedBackend:
         from moto.server import ThreadedMotoServer  # imported here: it loads Flask and every moto backend
 
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request is daxd's job, not moto's
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
         host, port = server.get_host_and_port()
