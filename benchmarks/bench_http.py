@@ -22,6 +22,7 @@ import uuid
 from typing import Any
 
 from benchmarks.common import (
+    GETITEM_HEADERS,
     ROOT,
     DaxdNode,
     DynamoDBLocal,
@@ -32,10 +33,6 @@ from benchmarks.common import (
     make_item,
     warm_up,
 )
-
-HEADERS = {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Date": "20260101T000000Z",
-           "Authorization": "AWS4-HMAC-SHA256 Credential=daxdtest/20260101/us-east-1/dynamodb/aws4_request, "
-                            "SignedHeaders=host, Signature=" + "0" * 64}
 
 
 def load(direct: Any, table: str) -> None:
@@ -69,7 +66,7 @@ def raw_getitem(port: int, table: str, runs: int, calls: int) -> tuple[float, fl
 
     def call() -> None:
         body = b'{"TableName":"%s","Key":{"pk":{"S":"user#%06d"},"sk":{"N":"0"}}}' % (table.encode(), next(counter) % 1000)
-        connection.request("POST", "/", body, {**HEADERS, "X-Amz-Target": "DynamoDB_20120810.GetItem"})
+        connection.request("POST", "/", body, GETITEM_HEADERS)
         response = connection.getresponse()
         assert response.status == 200, response.read()
         response.read()

@@ -68,6 +68,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+#: Raw GetItem headers DynamoDB Local accepts: it only reads the credential scope, never the signature.
+GETITEM_HEADERS = {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "DynamoDB_20120810.GetItem",
+                   "X-Amz-Date": "20260101T000000Z",
+                   "Authorization": "AWS4-HMAC-SHA256 Credential=daxdtest/20260101/us-east-1/dynamodb/aws4_request, "
+                                    "SignedHeaders=host, Signature=" + "0" * 64}
+
+
 def warm_up(port: int, table: str, requests: int = 5000) -> None:
     """Let a fresh DynamoDB Local's JIT settle before it is measured.
 
@@ -77,11 +84,8 @@ def warm_up(port: int, table: str, requests: int = 5000) -> None:
     import http.client
 
     connection = http.client.HTTPConnection("127.0.0.1", port)
-    headers = {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "DynamoDB_20120810.GetItem",
-               "Authorization": "AWS4-HMAC-SHA256 Credential=daxdtest/20260101/us-east-1/dynamodb/aws4_request, "
-                                "SignedHeaders=host, Signature=" + "0" * 64}
     for n in range(requests):
         body = b'{"TableName":"%s","Key":{"pk":{"S":"user#%06d"},"sk":{"N":"0"}}}' % (table.encode(), n % 100)
-        connection.request("POST", "/", body, headers)
+        connection.request("POST", "/", body, {**GETITEM_HEADERS})
         connection.getresponse().read()
     connection.close()
