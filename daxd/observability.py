@@ -47,18 +47,30 @@ HISTOGRAMS: dict[str, str] = {
 _THROTTLING = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"})
 
 
-class _Histogram:
-    __slots__ = ("buckets", "count", "sum")
+class Histogram:
+    """A histogram kept as plain numbers; rendered by a collector when scraped."""
 
-    def __init__(self) -> None:
-        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)
+    __slots__ = ("bounds", "buckets", "count", "sum")
+
+    def __init__(self, bounds: tuple[float, ...] = LATENCY_BUCKETS) -> None:
+        self.bounds = bounds
+        self.buckets = [0] * (len(bounds) + 1)
         self.count = 0
         self.sum = 0.0
 
     def observe(self, seconds: float) -> None:
-        self.buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.buckets[bisect.bisect_left(self.bounds, seconds)] += 1
         self.count += 1
         self.sum += seconds
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        """Prometheus' cumulative ``(le, count)`` pairs, ``+Inf`` last."""
+        total = 0
+        pairs: list[tuple[str, float]] = []
+        for bound, count in zip((*self.bounds, float("inf")), self.buckets, strict=True):
+            total += count
+            pairs.append(("+Inf" if bound == float("inf") else repr(bound), total))
+        return pairs
 
 
 class Metrics:
@@ -67,7 +79,7 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         self.counts: dict[str, dict[str, float]] = {name: {} for name in COUNTERS}
-        self.histograms: dict[str, dict[str, _Histogram]] = {name: {} for name in HISTOGRAMS}
+        self.histograms: dict[str, dict[str, Histogram]] = {name: {} for name in HISTOGRAMS}
         self.stores: list[Store[Any, Any]] = []
         self.registry.register(_Collector(self))
         self._item_hits = self.counts["daxd_item_cache_hits"]
@@ -84,7 +96,7 @@ class Metrics:
         series = self.histograms[name]
         histogram = series.get(label)
         if histogram is None:
-            histogram = series[label] = _Histogram()
+            histogram = series[label] = Histogram()
         histogram.observe(seconds)
 
     def item_hit(self, table: str) -> None:
@@ -141,11 +153,7 @@ class _Collector(Collector):
         for name, documentation in HISTOGRAMS.items():
             histogram = HistogramMetricFamily(name, documentation, labels=["operation"])
             for operation, h in list(m.histograms[name].items()):
-                cumulative, buckets = 0, []
-                for bound, count in zip((*LATENCY_BUCKETS, float("inf")), h.buckets, strict=True):
-                    cumulative += count
-                    buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
-                histogram.add_metric([operation], buckets, h.sum)
+                histogram.add_metric([operation], h.cumulative(), h.sum)
             yield histogram
         yield GaugeMetricFamily("daxd_estimated_db_size_bytes", "Bytes held by the item and query caches.",
                                 value=sum(s.bytes for s in m.stores))

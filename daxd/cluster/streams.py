@@ -34,7 +34,6 @@ Everything with a clock or a socket is injected: ``client`` (see
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import logging
 import time
@@ -51,6 +50,7 @@ from daxd.accelerator import Accelerator
 from daxd.cluster.records import MalformedRecord, Outcome, StreamRecord
 from daxd.model.errors import DaxdError, from_upstream
 from daxd.model.keys import TableSchema
+from daxd.observability import Histogram
 from daxd.upstream.client import Upstream
 
 log = logging.getLogger("daxd.streams")
@@ -192,20 +192,6 @@ class ShardPlanner:
 # -- statistics ------------------------------------------------------------------
 
 
-class _Lag:
-    __slots__ = ("buckets", "count", "sum")
-
-    def __init__(self) -> None:
-        self.buckets = [0] * (len(LAG_BUCKETS) + 1)
-        self.count = 0
-        self.sum = 0.0
-
-    def observe(self, seconds: float) -> None:
-        self.buckets[bisect.bisect_left(LAG_BUCKETS, seconds)] += 1
-        self.count += 1
-        self.sum += seconds
-
-
 @dataclass
 class StreamStats:
     """Plain counts (single-owner, like :class:`daxd.observability.Metrics`); see :class:`StreamCollector`."""
@@ -213,7 +199,7 @@ class StreamStats:
     applied: dict[tuple[str, str], int] = field(default_factory=dict)
     errors: dict[tuple[str, str], int] = field(default_factory=dict)
     fallbacks: dict[tuple[str, str], int] = field(default_factory=dict)
-    lag: dict[str, _Lag] = field(default_factory=dict)
+    lag: dict[str, Histogram] = field(default_factory=dict)
     #: table -> "tailing", "no-stream" or "fallback"
     status: dict[str, str] = field(default_factory=dict)
     #: table -> shard readers holding an iterator
@@ -225,7 +211,7 @@ class StreamStats:
     def observe_lag(self, table: str, seconds: float) -> None:
         lag = self.lag.get(table)
         if lag is None:
-            lag = self.lag[table] = _Lag()
+            lag = self.lag[table] = Histogram(LAG_BUCKETS)
         lag.observe(max(0.0, seconds))
 
 
@@ -248,11 +234,7 @@ class StreamCollector(Collector):
         histogram = HistogramMetricFamily("daxd_stream_lag_seconds",
                                           "Seconds from a record's creation to its application.", labels=["table"])
         for table, lag in list(s.lag.items()):
-            cumulative, buckets = 0, []
-            for bound, count in zip((*LAG_BUCKETS, float("inf")), lag.buckets, strict=True):
-                cumulative += count
-                buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
-            histogram.add_metric([table], buckets, lag.sum)
+            histogram.add_metric([table], lag.cumulative(), lag.sum)
         yield histogram
         readers = GaugeMetricFamily("daxd_stream_shard_readers", "Shards this node reads.", labels=["table"])
         for table, count in list(s.readers.items()):
