@@ -293,12 +293,9 @@ class Accelerator:
         schema = yield from self._schema(table)
         item = normalize_item(req.get("Item"))
         key, partition = self._locate(item, schema)
-        token = self.items.token(table, key)
+        tokens = self._tokens([(table, key)])
         body = yield from self._write("PutItem", req, raw, [(table, key, partition)])
-        image = dumps(item)
-        self.items.put_image(table, key, image, token)
-        if self.on_write is not None:
-            self.on_write([Change(table, key, partition, image)])
+        self._commit([Change(table, key, partition, dumps(item))], tokens)
         return Response(body=body)
 
     def _update_item(self, req: dict[str, Any], raw: bytes | None) -> Plan:
@@ -310,23 +307,15 @@ class Accelerator:
         asked = req.get("ReturnValues", "NONE")
         if asked not in ("NONE", "ALL_NEW"):
             body = yield from self._write("UpdateItem", req, raw, [(table, key, partition)])
-            self.items.evict(table, key)
-            if self.on_write is not None:
-                self.on_write([Change(table, key, partition, evicted=True)])
+            self._commit([Change(table, key, partition, evicted=True)], {})
             return Response(body=body)
         upstream_req = {**req, "ReturnValues": "ALL_NEW"}
-        token = self.items.token(table, key)
+        tokens = self._tokens([(table, key)])
         touched = [(table, key, partition)]
         data = orjson.loads((yield from self._write("UpdateItem", upstream_req, None, touched)))
         image = data.get("Attributes")
-        change = Change(table, key, partition, evicted=True) if image is None else \
-            Change(table, key, partition, dumps(image))
-        if image is None:
-            self.items.evict(table, key)
-        else:
-            self.items.put_image(table, key, change.image, token)
-        if self.on_write is not None:
-            self.on_write([change])
+        self._commit([Change(table, key, partition, evicted=True) if image is None
+                      else Change(table, key, partition, dumps(image))], tokens)
         if asked == "NONE":
             data.pop("Attributes", None)
         return Response(data=data)
@@ -337,11 +326,9 @@ class Accelerator:
             return (yield from self._forward("DeleteItem", req, raw))
         schema = yield from self._schema(table)
         key, partition = self._locate(req.get("Key"), schema)
-        token = self.items.token(table, key)
+        tokens = self._tokens([(table, key)])
         body = yield from self._write("DeleteItem", req, raw, [(table, key, partition)])
-        self.items.put_image(table, key, None, token)
-        if self.on_write is not None:
-            self.on_write([Change(table, key, partition, None)])
+        self._commit([Change(table, key, partition, None)], tokens)
         return Response(body=body)
 
     def _batch_write_item(self, req: dict[str, Any], raw: bytes | None) -> Plan:
@@ -358,7 +345,7 @@ class Accelerator:
                 elif isinstance(delete, dict):
                     writes.append((table, *self._locate(delete.get("Key"), schema), None))
         touched = [(t, k, p) for t, k, p, _ in writes]
-        tokens = {(t, k): self.items.token(t, k) for t, k, _ in touched}
+        tokens = self._tokens([(t, k) for t, k, _ in touched])
         data = orjson.loads((yield from self._write("BatchWriteItem", req, raw, touched)))
         unprocessed = set()
         for table, requests in (data.get("UnprocessedItems") or {}).items():
@@ -366,13 +353,7 @@ class Accelerator:
             for write in requests if known else ():
                 body = write.get("PutRequest", {}).get("Item") or write.get("DeleteRequest", {}).get("Key")
                 unprocessed.add((table, keys.canonical_key(keys.key_of(body, known.key))))  # type: ignore[union-attr]
-        for table, key, _, image in writes:
-            if (table, key) in unprocessed:
-                self.items.evict(table, key)
-            else:
-                self.items.put_image(table, key, image, tokens[(table, key)])
-        if self.on_write is not None and writes:
-            self.on_write([Change(t, k, p, i, (t, k) in unprocessed) for t, k, p, i in writes])
+        self._commit([Change(t, k, p, i, (t, k) in unprocessed) for t, k, p, i in writes], tokens)
         return Response(data=data)
 
     def _transact_write_items(self, req: dict[str, Any], raw: bytes | None) -> Plan:
@@ -389,17 +370,11 @@ class Accelerator:
             elif kind in ("Update", "Delete", "ConditionCheck"):
                 actions.append((str(kind), table, *self._locate(action.get("Key"), schema), None))
         touched = [(t, k, p) for kind, t, k, p, _ in actions if kind != "ConditionCheck"]
-        tokens = {(t, k): self.items.token(t, k) for _, t, k, _, _ in actions}
+        tokens = self._tokens([(t, k) for _, t, k, _, _ in actions])
         body = yield from self._write("TransactWriteItems", req, raw, touched,
                                       also_evict=[(t, k) for _, t, k, _, _ in actions])
-        for kind, table, key, _, image in actions:
-            if kind in ("Put", "Delete"):
-                self.items.put_image(table, key, image, tokens[(table, key)])
-            elif kind == "Update":
-                self.items.evict(table, key)
-        if self.on_write is not None and touched:
-            self.on_write([Change(t, k, p, i, kind == "Update") for kind, t, k, p, i in actions
-                           if kind != "ConditionCheck"])
+        self._commit([Change(t, k, p, i, kind == "Update") for kind, t, k, p, i in actions
+                      if kind != "ConditionCheck"], tokens)
         return Response(body=body)
 
     # -- DynamoDB Streams ---------------------------------------------------
@@ -496,6 +471,25 @@ class Accelerator:
             raise
         self._invalidate_queries(touched)
         return body
+
+    def _tokens(self, keys_: list[tuple[str, bytes]]) -> dict[tuple[str, bytes], tuple[int, int]]:
+        """Item tokens taken before a write is sent, for :meth:`_commit`."""
+        return {(table, key): self.items.token(table, key) for table, key in keys_}
+
+    def _commit(self, changes: list[Change], tokens: dict[tuple[str, bytes], tuple[int, int]]) -> None:
+        """Apply an acknowledged write's changes to the item cache, then tell the observer (the peers).
+
+        An image (or a negative entry) is stored only if its key's token is
+        unchanged since the write was sent (see :meth:`ItemCache.put_image`);
+        an ``evicted`` change forgets the key.
+        """
+        for change in changes:
+            if change.evicted:
+                self.items.evict(change.table, change.key)
+            else:
+                self.items.put_image(change.table, change.key, change.image, tokens[(change.table, change.key)])
+        if self.on_write is not None and changes:
+            self.on_write(changes)
 
     def _invalidate_queries(self, touched: list[tuple[str, bytes, bytes]]) -> None:
         for table, _, partition in touched:
