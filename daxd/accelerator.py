@@ -170,6 +170,20 @@ class Accelerator:
             self.metrics.item_hit(table)
         return hit
 
+    def cached_item_at(self, table: str, key: bytes) -> CachedItem | None:
+        """:meth:`cached_item` for a front end that memoizes decoded requests.
+
+        For an eventually consistent read of the whole item without consumed
+        capacity, whose canonical key (:func:`keys.canonical_key`) the caller
+        computed once; returns the entry (counted as a hit) or None.
+        """
+        if not self._cached(table):
+            return None
+        hit = self.items.get(table, key, "")
+        if hit is not None:
+            self.metrics.item_hit(table)
+        return hit
+
     def _get_item(self, req: dict[str, Any], raw: bytes | None) -> Plan:
         table = _table(req)
         if req.get("ConsistentRead") is True or not self._cached(table):

@@ -5,28 +5,47 @@ from __future__ import annotations
 import orjson
 
 from daxd.frontends.dax.attrs import AttributeListTable
-from daxd.frontends.dax.events import MethodCall
+from daxd.frontends.dax.codec import decode_plain_get_item
+from daxd.frontends.dax.events import MethodCall, PlainGetItem
 from daxd.frontends.dax.memo import DecodedGetItems, EncodedPages
 from daxd.frontends.dax.operations import to_operation
 from daxd.frontends.dax.requests import Operation, RequestContext
 from daxd.frontends.dax.responses import encode_response
-from daxd.model.keys import KeySchema, TableSchema
+from daxd.model.keys import KeySchema, TableSchema, canonical_key
 
 SCHEMA = KeySchema("pk", "S")
+
+
+def _plain(table: bytes, key: bytes, kwargs: bytes = b"\xbf\x03\x00\xff") -> PlainGetItem:
+    return PlainGetItem(bytes([0x40 + len(table)]) + table + bytes([0x40 + len(key)]) + key + kwargs)
+
+
+def test_plain_get_item_bytes_decode_like_the_general_path() -> None:
+    assert decode_plain_get_item(_plain(b"t", b"k")) == MethodCall("getItem", (b"t", b"k", {3: 0}))
+    assert decode_plain_get_item(_plain(b"t", b"k", b"\xbf\xff")) == MethodCall("getItem", (b"t", b"k", {}))
+    assert decode_plain_get_item(_plain(b"t", b"k", b"\xf6")) == MethodCall("getItem", (b"t", b"k", None))
 
 
 def test_decoded_get_items_are_dropped_when_the_schema_changes() -> None:
     tables = {"t": TableSchema("t", SCHEMA)}
     memo = DecodedGetItems(tables)
-    call = MethodCall("getItem", (b"t", b"k", {3: 0}))
-    op = to_operation(call, {"t": SCHEMA}, AttributeListTable())
-    memo.put(call, op)
-    assert memo.get(MethodCall("getItem", (b"t", b"k", {3: 0}))) is op
+    event = _plain(b"t", b"k")
+    op = to_operation(decode_plain_get_item(event), {"t": SCHEMA}, AttributeListTable())
+    memo.put(event, op)
+    assert memo.get(_plain(b"t", b"k")) == (op, canonical_key({"pk": {"S": "k"}}))
+    assert memo.get(_plain(b"t", b"other")) is None
     tables["t"] = TableSchema("t", KeySchema("pk", "N"))  # table recreated with another key type
-    assert memo.get(call) is None
-    unhashable = MethodCall("getItem", (b"t", b"k", {0: [1]}))
-    memo.put(unhashable, op)
-    assert memo.get(unhashable) is None
+    assert memo.get(event) is None
+
+
+def test_decoded_get_items_give_no_key_for_reads_the_item_cache_cannot_answer_alone() -> None:
+    tables = {"t": TableSchema("t", SCHEMA)}
+    memo = DecodedGetItems(tables)
+    event = _plain(b"t", b"k")
+    op = Operation("GetItem", {"TableName": "t", "Key": {"pk": {"S": "k"}}, "ConsistentRead": True},
+                   RequestContext({"t": SCHEMA}))
+    memo.put(event, op)
+    assert memo.get(event) == (op, None)
 
 
 def test_encoded_pages_are_rebuilt_when_an_attribute_list_was_forgotten() -> None:

@@ -3,14 +3,15 @@
 The server uses:
 
 * :class:`DaxConnection` - bytes in, events out;
-* :func:`to_operation` - a data-plane :class:`MethodCall` to a DynamoDB operation
+* :func:`to_operation` - a data-plane :class:`MethodCall` to a DynamoDB operation (a plain
+  getItem comes as :class:`PlainGetItem` bytes: :func:`decode_plain_get_item` makes it a MethodCall)
   (raises :class:`NeedSchema` until the tables' key schemas are known);
 * :func:`encode_response`, :func:`encode_error` and the control-reply encoders;
 * :class:`AttributeListTable` and :class:`KeySchema`.
 """
 
 from daxd.frontends.dax.attrs import AttributeListTable, UnknownAttributeList
-from daxd.frontends.dax.codec import DEFAULT_MAX_FRAME_SIZE, DaxConnection, State
+from daxd.frontends.dax.codec import DEFAULT_MAX_FRAME_SIZE, DaxConnection, State, decode_plain_get_item
 from daxd.frontends.dax.errors import encode_error, error_codes
 from daxd.frontends.dax.events import (
     NEED_DATA,
@@ -22,6 +23,7 @@ from daxd.frontends.dax.events import (
     Endpoints,
     Event,
     MethodCall,
+    PlainGetItem,
     Preamble,
 )
 from daxd.frontends.dax.keys import KeySchema
@@ -36,10 +38,35 @@ from daxd.frontends.dax.responses import (
 )
 
 __all__ = [
-    "DEFAULT_MAX_FRAME_SIZE", "NEED_DATA", "AttributeListTable", "AuthorizeConnection",
-    "ConnectionClosed", "DaxConnection", "DefineAttributeList", "DefineAttributeListId",
-    "DefineKeySchema", "Endpoint", "Endpoints", "Event", "KeySchema", "MethodCall",
-    "NeedSchema", "Operation", "Preamble", "RequestContext", "State", "UnknownAttributeList",
-    "encode_attribute_list", "encode_attribute_list_id", "encode_endpoints", "encode_error",
-    "encode_key_schema", "encode_response", "error_codes", "required_tables", "to_operation",
+    "DEFAULT_MAX_FRAME_SIZE",
+    "NEED_DATA",
+    "AttributeListTable",
+    "AuthorizeConnection",
+    "ConnectionClosed",
+    "DaxConnection",
+    "DefineAttributeList",
+    "DefineAttributeListId",
+    "DefineKeySchema",
+    "Endpoint",
+    "Endpoints",
+    "Event",
+    "KeySchema",
+    "MethodCall",
+    "NeedSchema",
+    "Operation",
+    "PlainGetItem",
+    "Preamble",
+    "RequestContext",
+    "State",
+    "UnknownAttributeList",
+    "decode_plain_get_item",
+    "encode_attribute_list",
+    "encode_attribute_list_id",
+    "encode_endpoints",
+    "encode_error",
+    "encode_key_schema",
+    "encode_response",
+    "error_codes",
+    "required_tables",
+    "to_operation",
 ]

@@ -38,6 +38,7 @@ from daxd.frontends.dax.events import (
     Event,
     MethodCall,
     PeerMessage,
+    PlainGetItem,
     Preamble,
     _NeedData,
 )
@@ -173,45 +174,55 @@ class DaxConnection:
 _GET_ITEM_PREFIX = b"\x01\x1a\x0f\xb0\xcc\x6a"
 #: The kwargs the clients send with a plain GetItem: Python ``{3: 0}``, JS and Go ``{}``, or null.
 #: The decoded values are shared, read-only objects.
-_PLAIN_KWARGS: tuple[tuple[bytes, dict[int, int] | None], ...] = (
-    (b"\xbf\x03\x00\xff", {3: 0}), (b"\xbf\xff", {}), (b"\xf6", None))
+_PLAIN_KWARGS: dict[bytes, dict[int, int] | None] = {b"\xbf\x03\x00\xff": {3: 0}, b"\xbf\xff": {}, b"\xf6": None}
 
 
-def _short_bstr(buf: bytearray, pos: int) -> tuple[bytes | None, int]:
-    """A complete byte string shorter than 256 bytes at ``pos``, or (None, pos)."""
+def _short_bstr_end(buf: bytes | bytearray, pos: int) -> int:
+    """The end of a complete byte string shorter than 256 bytes at ``pos``, or -1."""
     if pos >= len(buf):
-        return None, pos
+        return -1
     head = buf[pos]
     if 0x40 <= head < 0x58:
-        start, length = pos + 1, head - 0x40
+        end = pos + 1 + head - 0x40
     elif head == 0x58 and pos + 1 < len(buf):
-        start, length = pos + 2, buf[pos + 1]
+        end = pos + 2 + buf[pos + 1]
     else:
-        return None, pos
-    end = start + length
-    return (bytes(buf[start:end]), end) if end <= len(buf) else (None, pos)
+        return -1
+    return end if end <= len(buf) else -1
 
 
-def _split_get_item(buf: bytearray) -> tuple[int, MethodCall] | None:
+def _split_get_item(buf: bytearray) -> tuple[int, PlainGetItem] | None:
     """A complete plain getItem at the start of ``buf``, framed without the general scanner.
 
     Cached GetItems are the hot path (perf-baselines §5a: the scanner and
-    cbor2 calls cost more than the cache lookup). Anything unusual (long
-    strings, other kwargs, an incomplete frame) returns None and takes the
-    general path, which validates everything.
+    cbor2 calls cost more than the cache lookup), so the arguments stay bytes
+    here. Anything unusual (long strings, other kwargs, an incomplete frame)
+    returns None and takes the general path, which validates everything.
     """
     if not buf.startswith(_GET_ITEM_PREFIX):
         return None
-    table, pos = _short_bstr(buf, len(_GET_ITEM_PREFIX))
-    if table is None:
+    start = len(_GET_ITEM_PREFIX)
+    pos = _short_bstr_end(buf, start)
+    if pos < 0:
         return None
-    key, pos = _short_bstr(buf, pos)
-    if key is None:
+    pos = _short_bstr_end(buf, pos)
+    if pos < 0:
         return None
-    for raw, kwargs in _PLAIN_KWARGS:
+    for raw in _PLAIN_KWARGS:
         if buf.startswith(raw, pos):
-            return pos + len(raw), MethodCall("getItem", (table, key, kwargs))
+            end = pos + len(raw)
+            return end, PlainGetItem(bytes(buf[start:end]))
     return None
+
+
+def decode_plain_get_item(event: PlainGetItem) -> MethodCall:
+    """The :class:`MethodCall` of a :class:`PlainGetItem` (its bytes were framed by :func:`_split_get_item`)."""
+    args = event.args
+    table_end = _short_bstr_end(args, 0)
+    key_end = _short_bstr_end(args, table_end)
+    table_start = 2 if args[0] == 0x58 else 1
+    key_start = table_end + (2 if args[table_end] == 0x58 else 1)
+    return MethodCall("getItem", (args[table_start:table_end], args[key_start:key_end], _PLAIN_KWARGS[args[key_end:]]))
 
 
 def _small_int(buf: bytearray, start: int, end: int) -> int | None:

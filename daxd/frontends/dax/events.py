@@ -121,6 +121,31 @@ class MethodCall(Event):
             raise ValueError(f"bad method call {self.method} with {len(self.args)} arguments")
 
 
+class PlainGetItem(Event):
+    """A ``getItem`` with default options, kept as its argument bytes (table, key, kwargs).
+
+    The hot path: a client asks for the same keys with the same bytes again
+    and again, so the service looks the bytes up in a memo of decoded
+    operations and decodes them (:func:`daxd.frontends.dax.codec.decode_plain_get_item`)
+    only when the memo has not seen them. A plain class, not a dataclass: it is
+    built once per request.
+    """
+
+    __slots__ = ("args",)
+
+    def __init__(self, args: bytes) -> None:
+        self.args = args
+
+    def __repr__(self) -> str:
+        return f"PlainGetItem({self.args!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PlainGetItem) and other.args == self.args
+
+    def __hash__(self) -> int:
+        return hash(self.args)
+
+
 @dataclass(frozen=True, slots=True)
 class PeerMessage(Event):
     """One of daxd's node-to-node methods (:data:`PEER_METHODS`); the body is checked by its handler."""

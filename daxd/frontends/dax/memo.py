@@ -12,56 +12,52 @@ from collections.abc import Mapping
 from typing import Any
 
 from daxd.frontends.dax.attrs import AttributeListTable
-from daxd.frontends.dax.events import MethodCall
+from daxd.frontends.dax.events import PlainGetItem
 from daxd.frontends.dax.keys import non_key_names
 from daxd.frontends.dax.operations import Operation
-from daxd.model.keys import TableSchema
+from daxd.model.keys import TableSchema, canonical_key
 
 
 class DecodedGetItems:
-    """Decoded GetItem operations by their request arguments.
+    """Decoded plain GetItem operations by their argument bytes (:class:`PlainGetItem`).
 
     A client asks for the same keys with the same bytes again and again;
-    decoding a getItem (key bytes, kwargs) costs several times the cache lookup
-    it leads to. Entries remember the table schema they were decoded with and
-    are ignored once the table's schema is replaced (a flushed or recreated
-    table). Bounded: cleared when full (re-decoding is cheap, only slower).
-    Operations handed out are shared: nothing may change their request dict.
+    decoding a getItem (key bytes, kwargs) and canonicalizing its key costs
+    several times the cache lookup it leads to. Entries remember the table
+    schema they were decoded with and are ignored once the table's schema is
+    replaced (a flushed or recreated table). Bounded: cleared when full
+    (re-decoding is cheap, only slower). Operations handed out are shared:
+    nothing may change their request dict.
     """
 
     MAX_ENTRIES = 65_536
 
     def __init__(self, tables: dict[str, TableSchema]) -> None:
         self._tables = tables
-        self._ops: dict[tuple[Any, ...], tuple[TableSchema, Operation]] = {}
+        self._ops: dict[bytes, tuple[str, TableSchema, Operation, bytes | None]] = {}
 
-    @staticmethod
-    def _key(call: MethodCall) -> tuple[Any, ...] | None:
-        """The arguments as a dict key; None when a kwarg value is not hashable."""
-        table, key, kwargs = call.args
-        found = (table, key, tuple(kwargs.items()) if isinstance(kwargs, dict) else kwargs)
-        try:
-            hash(found)
-        except TypeError:
-            return None
-        return found
-
-    def get(self, call: MethodCall) -> Operation | None:
-        key = self._key(call)
-        found = self._ops.get(key) if key is not None else None
+    def get(self, event: PlainGetItem) -> tuple[Operation, bytes | None] | None:
+        """The operation and, when it reads the whole item, its canonical key (see :meth:`put`)."""
+        found = self._ops.get(event.args)
         if found is None:
             return None
-        schema, op = found
-        return op if self._tables.get(op.request["TableName"]) is schema else None
+        table, schema, op, key = found
+        return (op, key) if self._tables.get(table) is schema else None
 
-    def put(self, call: MethodCall, op: Operation) -> None:
-        key = self._key(call)
-        schema = self._tables.get(op.request["TableName"])
-        if key is None or schema is None:
+    def put(self, event: PlainGetItem, op: Operation) -> None:
+        """Remember ``op``; with its canonical key when it is a plain full-item read
+        (:meth:`Accelerator.cached_item_at` then answers it without the request dict)."""
+        table = op.request["TableName"]
+        schema = self._tables.get(table)
+        if schema is None:
             return
+        key: bytes | None = None
+        if op.context.projection is None and not op.request.get("ConsistentRead") \
+                and "ReturnConsumedCapacity" not in op.request:
+            key = canonical_key(op.request["Key"])
         if len(self._ops) >= self.MAX_ENTRIES:
             self._ops.clear()
-        self._ops[key] = (schema, op)
+        self._ops[event.args] = (table, schema, op, key)
 
 
 class EncodedPages:

@@ -32,7 +32,9 @@ from daxd.frontends.dax import (
     KeySchema,
     MethodCall,
     Operation,
+    PlainGetItem,
     Preamble,
+    decode_plain_get_item,
     encode_attribute_list,
     encode_attribute_list_id,
     encode_endpoints,
@@ -87,6 +89,8 @@ class FakeNode:
             return encode_attribute_list(self.lists.names_for(event.attribute_list_id))
         if isinstance(event, DefineAttributeListId):
             return encode_attribute_list_id(self.lists.id_for(event.attribute_names))
+        if isinstance(event, PlainGetItem):
+            event = decode_plain_get_item(event)
         assert isinstance(event, MethodCall)
         op = to_operation(event, self.schemas, self.lists)
         self.operations.append(op)

@@ -22,7 +22,9 @@ from daxd.frontends.dax import (
     DaxConnection,
     MethodCall,
     NeedSchema,
+    PlainGetItem,
     State,
+    decode_plain_get_item,
     to_operation,
 )
 from daxd.model.errors import DaxdError, ProtocolError
@@ -83,6 +85,8 @@ def _drain(conn: DaxConnection, lists: AttributeListTable) -> None:
     while (event := conn.next_event()) is not NEED_DATA:
         if isinstance(event, ConnectionClosed):
             return
+        if isinstance(event, PlainGetItem):
+            event = decode_plain_get_item(event)
         if isinstance(event, MethodCall):
             with contextlib.suppress(DaxdError, NeedSchema):
                 to_operation(event, SCHEMAS, lists)

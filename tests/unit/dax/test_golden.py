@@ -23,8 +23,10 @@ from daxd.frontends.dax import (
     KeySchema,
     MethodCall,
     Operation,
+    PlainGetItem,
     Preamble,
     RequestContext,
+    decode_plain_get_item,
     encode_attribute_list,
     encode_attribute_list_id,
     encode_endpoints,
@@ -78,6 +80,8 @@ def lists_with(*named: tuple[int, tuple[str, ...]]) -> AttributeListTable:
 
 def call(hex_request: str) -> MethodCall:
     (event,) = events(PREAMBLE + h(hex_request))[1:]
+    if isinstance(event, PlainGetItem):
+        event = decode_plain_get_item(event)
     assert isinstance(event, MethodCall)
     return event
 
