@@ -9,6 +9,9 @@
    same ``getItem`` request (built with amazondax's own key encoder) - one
    request in flight per connection. Bounded by a request count and a time cap;
    127.0.0.1 only. Server CPU per request comes from /proc.
+3. Where a single client's latency goes: the official client's own CPU per
+   call, and one connection's round trip to daxd against the same round trip
+   to a server that answers fixed bytes (the node's share).
 
     python -m benchmarks.bench_dax [--quick] [--repeat N]
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import hashlib
 import statistics
@@ -87,6 +91,48 @@ def latencies(dax: Any, direct: Any, table: str, runs: int, calls: int) -> list[
         c50, c99 = latency(via_dax, runs=runs, calls=calls)
         rows.append((name, d50, d99, c50, c99))
     return rows
+
+
+def client_cpu(dax: Any, table: str, calls: int) -> float:
+    """The official client's own CPU per cached GetItem (median µs, this thread only): what no server removes."""
+    key = {"pk": {"S": "user#000001"}, "sk": {"N": "0"}}
+    samples = []
+    for _ in range(calls):
+        started = time.thread_time()
+        dax.get_item(TableName=table, Key=key)
+        samples.append(time.thread_time() - started)
+    return statistics.median(samples) * 1e6
+
+
+def ping_pong(port: int, request: bytes, size: int, calls: int) -> float:
+    """p50 µs of one connection sending the getItem bytes and waiting for the whole reply, one at a time.
+
+    Against daxd and against the fixed-reply floor server this isolates the
+    node's share of a single client's latency from the client's own cost.
+    """
+    import socket
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(PREAMBLE + authorize() + request)  # the floor answers the first chunk once, daxd the getItem
+        got = 0
+        while got < size:
+            got += len(sock.recv(65536))
+        sock.settimeout(0.2)  # the floor may have answered the first chunk twice (split reads): drop the extra
+        with contextlib.suppress(TimeoutError):
+            while sock.recv(65536):
+                pass
+        sock.settimeout(10)
+        samples = []
+        for n in range(calls + 200):
+            started = time.perf_counter()
+            sock.sendall(request)
+            got = 0
+            while got < size:
+                got += len(sock.recv(65536))
+            if n >= 200:
+                samples.append(time.perf_counter() - started)
+    samples.sort()
+    return samples[len(samples) // 2] * 1e6
 
 
 class _Replayer(asyncio.Protocol):
@@ -185,14 +231,19 @@ asyncio.run(main())
 """
 
 
-def floor(request: bytes, size: int, connections: int, seconds: float) -> tuple[float, float]:
-    """Requests per second and server CPU µs per request of the fixed-reply server."""
+def floor_server(request: bytes, size: int) -> tuple[Any, int]:
+    """Start the fixed-reply server; returns the process and its port."""
     import subprocess
     server = subprocess.Popen([sys.executable, "-c", _FLOOR_SERVER.format(size=size, request_size=len(request))],
                               stdout=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    return server, int(server.stdout.readline())
+
+
+def floor(request: bytes, size: int, connections: int, seconds: float) -> tuple[float, float]:
+    """Requests per second and server CPU µs per request of the fixed-reply server."""
+    server, port = floor_server(request, size)
     try:
-        assert server.stdout is not None
-        port = int(server.stdout.readline())
         cpu = cpu_seconds(server.pid)
         count, elapsed = _run_uvloop(port, request, size, connections, 2_000_000, seconds)
         return count / elapsed, (cpu_seconds(server.pid) - cpu) / count * 1e6
@@ -221,13 +272,33 @@ def main() -> None:
               "vs boto3 -> DynamoDB Local\n")
         print("| operation | boto3 -> DDB Local p50 | p99 | amazondax -> daxd p50 | p99 | daxd/direct p50 |")
         print("|---|---|---|---|---|---|")
-        for name, d50, d99, c50, c99 in latencies(dax, direct, table, runs, calls):
+        rows = latencies(dax, direct, table, runs, calls)
+        for name, d50, d99, c50, c99 in rows:
             print(f"| {name} | {d50:.0f} | {d99:.0f} | {c50:.0f} | {c99:.0f} | {c50 / d50:.2f}x |")
+
+        request = get_item_request(table, "user#000001")
+        size = reply_size(node.ports["dax"], request)
+        own = client_cpu(dax, table, calls * runs)
+        server, floor_port = floor_server(request, size)
+        try:
+            node_rtt = statistics.median(ping_pong(node.ports["dax"], request, size, calls * 2) for _ in range(runs))
+            floor_rtt = statistics.median(ping_pong(floor_port, request, size, calls * 2) for _ in range(runs))
+        finally:
+            server.kill()
+            server.wait()
+        get50 = rows[0][3]
+        print("\n## Where a cached GetItem's latency goes (official Python client, one call at a time), µs\n")
+        print("| part | µs |\n|---|---|")
+        print(f"| whole call, p50 (above) | {get50:.0f} |")
+        print(f"| the client's own CPU per call (its thread) | {own:.0f} |")
+        print(f"| one raw round trip to daxd (same bytes, lean socket client), p50 | {node_rtt:.0f} |")
+        print(f"| one raw round trip to a fixed-reply server, p50 | {floor_rtt:.0f} |")
+        print(f"\nThe node's share: **{node_rtt - floor_rtt:+.0f} µs** over a server that does no work; "
+              f"what is left after the client's own CPU: {get50 - own:.0f} µs (target p50 ≤ 300 µs; "
+              "the issue assumed the client costs ~115 µs)")
 
         print(f"\n## Throughput, cached GetItem (1 KB) over the DAX protocol, 64 connections, "
               f"{args.repeat} runs of ≤ {seconds:.0f} s\n")
-        request = get_item_request(table, "user#000001")
-        size = reply_size(node.ports["dax"], request)
         print("| run | daxd req/s | daxd server CPU µs/req | floor req/s | floor CPU µs/req | daxd/floor |")
         print("|---|---|---|---|---|---|")
         rates = []
