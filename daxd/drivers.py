@@ -8,7 +8,6 @@ so a hot key that expires costs DynamoDB one request, not one per client.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
@@ -58,8 +57,12 @@ class AsyncDriver:
         return outcome
 
     async def _perform(self, call: Call) -> bytes:
+        """One upstream call; a shared one joins an identical call already in flight.
+
+        (The upstream client records each attempt's latency itself.)
+        """
         if not call.shared:
-            return await self._timed(call)
+            return await self.upstream.call(call.operation, call.body)
         key = (call.operation, call.body)
         flight = self._flights.get(key)
         if flight is not None:
@@ -67,7 +70,7 @@ class AsyncDriver:
         flight = asyncio.get_running_loop().create_future()
         self._flights[key] = flight
         try:
-            reply = await self._timed(call)
+            reply = await self.upstream.call(call.operation, call.body)
         except BaseException as exc:
             if not flight.done():
                 flight.set_exception(exc)
@@ -78,13 +81,6 @@ class AsyncDriver:
             return reply
         finally:
             del self._flights[key]
-
-    async def _timed(self, call: Call) -> bytes:
-        started = time.perf_counter()
-        try:
-            return await self.upstream.call(call.operation, call.body)
-        finally:
-            self.accelerator.metrics.upstream(call.operation, time.perf_counter() - started)
 
 
 def step(plan: Plan, reply: bytes | None = None, error: DaxdError | None = None) -> Call | Response:

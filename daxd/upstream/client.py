@@ -195,12 +195,20 @@ class Upstream:
         without, any answer is returned as it came.
         """
         for attempt in range(1, self.max_attempts + 1):
+            headers = self._headers(target, body)
+            started = self._monotonic()
             try:
-                response = await self._attempt(operation, target, body)
-            except _Unreachable as exc:
+                response = await self._pool.request("POST", "/", headers, body, self.timeout)
+            except Exception as exc:  # library failures become ours (_translate), unreachable ones are retried
+                failure = _translate(exc, self.timeout)
+                if not isinstance(failure, _Unreachable):
+                    raise failure from exc
                 if attempt == self.max_attempts:
-                    raise self._unavailable(exc) from exc.__cause__
+                    raise self._unavailable(failure) from exc
             else:
+                self.last_success = self._monotonic()
+                if self.observe is not None:
+                    self.observe(operation, self.last_success - started)
                 if not errors_too or 200 <= response.status < 300:
                     return response
                 error = from_upstream(response.status, response.body)
@@ -224,19 +232,6 @@ class Upstream:
     async def _backoff(self, attempt: int) -> None:
         cap = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
         await self._sleep(self._random() * cap)
-
-    async def _attempt(self, operation: str, target: str, body: bytes) -> HTTPResponse:
-        """One signed POST; library failures become :class:`_Unreachable`."""
-        headers = self._headers(target, body)
-        started = self._monotonic()
-        try:
-            response = await self._pool.request("POST", "/", headers, body, self.timeout)
-        except Exception as exc:
-            raise _translate(exc, self.timeout) from exc
-        self.last_success = self._monotonic()
-        if self.observe is not None:
-            self.observe(operation, self.last_success - started)
-        return response
 
     def _headers(self, target: str, body: bytes) -> list[tuple[str, str]]:
         base = {"X-Amz-Target": target, "Content-Type": CONTENT_TYPE}

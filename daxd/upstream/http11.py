@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl as _ssl
-from dataclasses import dataclass
 
 import httptools
 
@@ -31,13 +30,25 @@ class UpstreamConnectionError(ConnectionError):
     """The connection failed: refused, reset, closed early, or the response was garbage."""
 
 
-@dataclass(frozen=True, slots=True)
 class HTTPResponse:
-    """A complete response; header names are lower-case (repeats joined by ``,``)."""
+    """A complete response. ``headers`` decodes the raw header lines only when asked
+    (names lower-case, repeats joined by ``,``): the miss path never reads them."""
 
-    status: int
-    headers: dict[str, str]
-    body: bytes
+    __slots__ = ("body", "raw_headers", "status")
+
+    def __init__(self, status: int, raw_headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self.status = status
+        self.raw_headers = raw_headers
+        self.body = body
+
+    @property
+    def headers(self) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        for name, value in self.raw_headers:
+            key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+            old = headers.get(key)
+            headers[key] = text if old is None else f"{old},{text}"
+        return headers
 
 
 class _Connection(asyncio.Protocol):
@@ -48,9 +59,9 @@ class _Connection(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.waiter: asyncio.Future[HTTPResponse] | None = None
         self.closed = False
-        self._headers: dict[str, str] = {}
+        self._headers: list[tuple[bytes, bytes]] = []
         self._body: list[bytes] = []
-        self._name = ""
+        self._timer: asyncio.TimerHandle | None = None
 
     # asyncio.Protocol -------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -74,15 +85,12 @@ class _Connection(asyncio.Protocol):
     # httptools callbacks ----------------------------------------------------
     def on_message_begin(self) -> None:
         """Reset per-response state."""
-        self._headers = {}
+        self._headers = []
         self._body = []
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        """Collect a header; repeated names are joined with a comma."""
-        key = name.decode("latin-1").lower()
-        text = value.decode("latin-1")
-        old = self._headers.get(key)
-        self._headers[key] = text if old is None else f"{old},{text}"
+        """Collect a header line as it came."""
+        self._headers.append((name, value))
 
     def on_body(self, body: bytes) -> None:
         """Collect a body chunk (Content-Length or de-chunked)."""
@@ -95,6 +103,7 @@ class _Connection(asyncio.Protocol):
         status = self.parser.get_status_code()
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         waiter, self.waiter = self.waiter, None
+        self._stop_timer()
         if waiter is not None and not waiter.done():
             waiter.set_result(HTTPResponse(status, self._headers, body))
         elif waiter is None:
@@ -103,13 +112,29 @@ class _Connection(asyncio.Protocol):
     # helpers ----------------------------------------------------------------
     def _fail(self, exc: Exception) -> None:
         waiter, self.waiter = self.waiter, None
+        self._stop_timer()
         if waiter is not None and not waiter.done():
             waiter.set_exception(exc)
 
-    def send(self, data: bytes, body: bytes) -> asyncio.Future[HTTPResponse]:
-        """Write a request; return the future of its response."""
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        self._fail(TimeoutError("no complete response in time"))
+        self.close()
+
+    def send(self, data: bytes, body: bytes, deadline: float) -> asyncio.Future[HTTPResponse]:
+        """Write a request; return the future of its response, failed with TimeoutError at ``deadline``.
+
+        One timer handle per request: cheaper on the miss path than ``asyncio.timeout``.
+        """
         assert self.transport is not None and self.waiter is None
-        self.waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self.waiter = loop.create_future()
+        self._timer = loop.call_at(deadline, self._timed_out)
         self.transport.write(data + body if len(body) < 16384 else data)
         if len(body) >= 16384:
             self.transport.write(body)
@@ -118,6 +143,7 @@ class _Connection(asyncio.Protocol):
     def close(self) -> None:
         """Drop the connection at once (no graceful TLS shutdown needed for a broken one)."""
         self.closed = True
+        self._stop_timer()
         if self.transport is not None:
             self.transport.abort()
 
@@ -157,16 +183,27 @@ class ConnectionPool:
         """
         if self._closing:
             raise UpstreamConnectionError("connection pool is closed")
-        async with asyncio.timeout(timeout):
-            async with self._permits:
-                conn = self._take_idle() or await self._connect()
-                try:
-                    response = await conn.send(self._encode(method, path, headers, len(body)), body)
-                except BaseException:
-                    conn.close()
-                    raise
-                self._release(conn)
-                return response
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if self._permits.locked():  # waiting for a connection counts against the timeout
+            async with asyncio.timeout_at(deadline):
+                await self._permits.acquire()
+        else:
+            await self._permits.acquire()
+        try:
+            conn = self._take_idle()
+            if conn is None:
+                async with asyncio.timeout_at(deadline):
+                    conn = await self._connect()
+            try:
+                response = await conn.send(self._encode(method, path, headers, len(body)), body, deadline)
+            except BaseException:
+                conn.close()
+                raise
+            self._release(conn)
+            return response
+        finally:
+            self._permits.release()
 
     def _encode(self, method: str, path: str, headers: list[tuple[str, str]], length: int) -> bytes:
         lines = "".join(f"{name}: {value}\r\n" for name, value in headers)
