@@ -7,7 +7,6 @@ shared 2-core VM drift by 10-30% between runs (see shared/perf-baselines.md).
 
 from __future__ import annotations
 
-import os
 import statistics
 import string
 import sys
@@ -63,9 +62,20 @@ def latency(call: Callable[[], Any], *, runs: int = 5, calls: int = 300, warmup:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process has used (from /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds a process's threads have run, kernel work in their context included.
+
+    From ``/proc/<pid>/task/*/schedstat`` (the scheduler's nanosecond count),
+    not the tick-sampled utime/stime of ``/proc/<pid>/stat``: a server that
+    wakes for tens of microseconds per request is charged by whichever task
+    a 4 ms tick happens to hit, which skews ping-pong loads badly.
+    """
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError):  # a thread that just ended
+            continue
+    return total / 1e9
 
 
 #: Raw GetItem headers DynamoDB Local accepts: it only reads the credential scope, never the signature.
