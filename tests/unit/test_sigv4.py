@@ -109,6 +109,20 @@ def test_sign_matches_botocore_byte_for_byte(host: str, operation: str, body: by
     assert ours == botocore_sign(host, target, body, creds, "eu-west-1")
 
 
+def test_one_signer_reused_matches_botocore_for_every_request() -> None:
+    """The canonical-request templates a Signer keeps never leak one request's parts into another's."""
+    signer = Signer("eu-west-1")
+    plain = Credentials("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+    session = Credentials("ASIAEXAMPLE", "secret2", "FQoGZXIvYXdzEJr//////////wEaDH+session/token==")
+    for _round in range(2):  # the second round only uses kept templates
+        for creds in (plain, session):
+            for host, operation, body in DDB_REQUESTS:
+                target = f"DynamoDB_20120810.{operation}"
+                headers = {"X-Amz-Target": target, "Content-Type": "application/x-amz-json-1.0"}
+                ours = signer.sign("POST", host, "/", headers, body, creds, NOW)
+                assert ours == botocore_sign(host, target, body, creds, "eu-west-1")
+
+
 def test_naive_time_is_utc() -> None:
     creds = Credentials("AK", "SK")
     signer = Signer("us-east-1")
