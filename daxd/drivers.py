@@ -35,7 +35,10 @@ class AsyncDriver:
         Answering hits synchronously lets a front end skip creating a task.
         Raises the DaxdError the client should see.
         """
-        plan = self.accelerator.plan(operation, request, raw)
+        return self.start(self.accelerator.plan(operation, request, raw))
+
+    def start(self, plan: Plan) -> Response | Coroutine[Any, Any, Response]:
+        """:meth:`begin` for a plan the caller already has (:meth:`Accelerator.get_item`)."""
         outcome = step(plan)
         if isinstance(outcome, Response):
             return outcome

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from daxd.accelerator import item_body
+from daxd.cache.item_cache import CachedItem
 from daxd.drivers import AsyncDriver
 from daxd.frontends.httpserver import HttpRequest, HttpResponse
 from daxd.messages import Response, parse_body
@@ -49,11 +50,13 @@ class DynamoDBApp:
             if self.authorizer is not None:
                 self.authorizer(request)
             data = parse_body(request.body)
-            if operation == "GetItem":  # the hot path: a hit needs no plan
-                entry = self.accelerator.cached_item(data)
-                if entry is not None:
-                    return self._ok(Response(body=item_body(entry.item)), operation, started)
-            outcome = self.driver.begin(operation, data, request.body)
+            if operation == "GetItem":  # the hot path: a hit needs no plan, a miss reuses the lookup's key
+                found = self.accelerator.get_item(data, request.body)
+                if isinstance(found, CachedItem):
+                    return self._ok(Response(body=item_body(found.item)), operation, started)
+                outcome = self.driver.start(found)
+            else:
+                outcome = self.driver.begin(operation, data, request.body)
         except DaxdError as exc:
             return self._error(exc, operation, started)
         if isinstance(outcome, Response):
