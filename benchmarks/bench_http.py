@@ -137,6 +137,45 @@ asyncio.run(main())
 """
 
 
+#: A byte relay in front of DynamoDB Local (uvloop, no parsing): the cheapest any extra hop can be.
+_RELAY_SERVER = """
+import asyncio, sys, uvloop
+UPSTREAM = int(sys.argv[1])
+class Back(asyncio.Protocol):
+    def __init__(self, front):
+        self.front = front
+    def data_received(self, data):
+        self.front.write(data)
+class Front(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport, self.back, self.pending = transport, None, []
+        asyncio.ensure_future(self.connect())
+    async def connect(self):
+        self.back, _ = await asyncio.get_running_loop().create_connection(
+            lambda: Back(self.transport), "127.0.0.1", UPSTREAM)
+        for data in self.pending:
+            self.back.write(data)
+    def data_received(self, data):
+        if self.back is None:
+            self.pending.append(data)
+        else:
+            self.back.write(data)
+async def main():
+    server = await asyncio.get_running_loop().create_server(Front, "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.sleep(3600)
+uvloop.install()
+asyncio.run(main())
+"""
+
+
+def relay_server(upstream_port: int) -> tuple[subprocess.Popen[str], int]:
+    process = subprocess.Popen([sys.executable, "-c", _RELAY_SERVER, str(upstream_port)], stdout=subprocess.PIPE,
+                               text=True)
+    assert process.stdout is not None
+    return process, int(process.stdout.readline())
+
+
 def floor_server() -> tuple[subprocess.Popen[str], int]:
     process = subprocess.Popen([sys.executable, "-c", _FLOOR_SERVER], stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
@@ -181,18 +220,27 @@ def latency_sections(direct: Any, node: DaxdNode, missing: DaxdNode, ddl: Dynamo
         print(f"| {name} | {d50:.0f} | {d99:.0f} | {c50:.0f} | {c99:.0f} | {c50 / d50:.2f}x |")
 
     print("\n## Miss cost, lean keep-alive client (http.client), GetItem 1 KB, µs\n")
-    paths = {"direct to DynamoDB Local": raw_getitem(ddl.port, table),
-             "through daxd, miss": raw_getitem(missing.ports["http"], table),
-             "through daxd, hit": raw_getitem(node.ports["http"], table)}
-    p50s = paired_latency(paths, runs * 3, calls)
+    relay, relay_port = relay_server(ddl.port)
+    try:
+        paths = {"direct to DynamoDB Local": raw_getitem(ddl.port, table),
+                 "through a byte relay (no parsing): the floor of any extra hop": raw_getitem(relay_port, table),
+                 "through daxd, miss": raw_getitem(missing.ports["http"], table),
+                 "through daxd, hit": raw_getitem(node.ports["http"], table)}
+        p50s = paired_latency(paths, runs * 3, calls)
+    finally:
+        relay.kill()
+        relay.wait()
     print("| path | median of per-run p50 | per-run p50s |\n|---|---|---|")
     for name, values in p50s.items():
         print(f"| {name} | {statistics.median(values):.0f} | {' '.join(f'{v:.0f}' for v in values)} |")
     overheads = [m - d for m, d in zip(p50s["through daxd, miss"], p50s["direct to DynamoDB Local"], strict=True)]
     direct = statistics.median(p50s["direct to DynamoDB Local"])
+    relayed = [r - d for r, d in zip(p50s["through a byte relay (no parsing): the floor of any extra hop"],
+                                     p50s["direct to DynamoDB Local"], strict=True)]
     print(f"\nmiss overhead (miss p50 - direct p50 of the same run): median **{statistics.median(overheads):+.0f} µs** "
           f"over {len(overheads)} runs, spread {min(overheads):+.0f} to {max(overheads):+.0f} (target ≤ +200 µs); "
-          f"hit/direct p50 {statistics.median(p50s['through daxd, hit']) / direct:.2f}x")
+          f"hit/direct p50 {statistics.median(p50s['through daxd, hit']) / direct:.2f}x; the byte relay's "
+          f"overhead: median {statistics.median(relayed):+.0f} µs")
 
 
 def throughput_section(ddl: DynamoDBLocal, node: DaxdNode, table: str, seconds: int) -> None:
