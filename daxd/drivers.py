@@ -27,6 +27,7 @@ class AsyncDriver:
         self.accelerator = accelerator
         self.upstream = upstream
         self._flights: dict[tuple[str, bytes], asyncio.Future[bytes]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def begin(self, operation: str, request: dict[str, Any],
               raw: bytes | None = None) -> Response | Coroutine[Any, Any, Response]:
@@ -70,7 +71,9 @@ class AsyncDriver:
         flight = self._flights.get(key)
         if flight is not None:
             return await asyncio.shield(flight)
-        flight = asyncio.get_running_loop().create_future()
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()  # once: on Python 3.11 each call costs a getpid()
+        flight = self._loop.create_future()
         self._flights[key] = flight
         try:
             reply = await self.upstream.call(call.operation, call.body)

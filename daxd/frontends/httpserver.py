@@ -97,6 +97,8 @@ class HttpProtocol(asyncio.Protocol):
         self.error_response = error_response or _plain_error
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
+        # Kept: on Python 3.11 every get_running_loop() (ensure_future's too) costs a getpid() syscall.
+        self._loop = asyncio.get_running_loop()
         self._url = b""
         self._headers: dict[bytes, bytes] = {}
         self._body: list[bytes] = []
@@ -176,7 +178,7 @@ class HttpProtocol(asyncio.Protocol):
                 self._write(result)
                 continue
             self._busy = True
-            task = asyncio.ensure_future(self._await(result))
+            task = self._loop.create_task(self._await(result))
             self.state.tasks.add(task)
             task.add_done_callback(self.state.tasks.discard)
             return

@@ -62,12 +62,14 @@ class _Connection(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._body: list[bytes] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # asyncio.Protocol -------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Keep the transport to write requests on."""
         # uvloop transports are not subclasses of asyncio.Transport; do not assert the type
         self.transport = transport  # type: ignore[assignment]
+        self._loop = asyncio.get_running_loop()  # once: on Python 3.11 each call costs a getpid() syscall
 
     def data_received(self, data: bytes) -> None:
         """Feed the parser; a parse error fails the request and drops the connection."""
@@ -131,8 +133,8 @@ class _Connection(asyncio.Protocol):
 
         One timer handle per request: cheaper on the miss path than ``asyncio.timeout``.
         """
-        assert self.transport is not None and self.waiter is None
-        loop = asyncio.get_running_loop()
+        assert self.transport is not None and self.waiter is None and self._loop is not None
+        loop = self._loop
         self.waiter = loop.create_future()
         self._timer = loop.call_at(deadline, self._timed_out)
         self.transport.write(data + body if len(body) < 16384 else data)
