@@ -24,6 +24,7 @@ Policy, briefly (docs/consistency.md has the contract):
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from typing import Any
 import orjson
 
 from daxd.cache.generations import Generations
-from daxd.cache.item_cache import CachedItem, ItemCache
+from daxd.cache.item_cache import CachedItem, ItemCache, Token
 from daxd.cache.query_cache import QueryCache
 from daxd.cache.store import Store
 from daxd.cluster.changes import Change
@@ -44,6 +45,8 @@ from daxd.model.expressions import legacy_partition_value, partition_value
 from daxd.model.keys import TableSchema
 from daxd.model.values import normalize_item
 from daxd.observability import Metrics
+
+log = logging.getLogger("daxd.accelerator")
 
 Plan = Generator[Call, bytes, Response]
 #: A sub-plan that performs one upstream call and returns its body.
@@ -114,6 +117,9 @@ class Accelerator:
         self.metrics.watch_store(self.store)
         #: Told what each write changed, after the cache was updated (a cluster tells its peers).
         self.on_write: Callable[[list[Change]], None] | None = None
+        #: Runs a cache fill after the answer went out (an async driver: ``loop.call_soon``),
+        #: so a miss's latency does not include parsing and storing the item. None: fill inline.
+        self.fill_later: Callable[[Callable[[], None]], object] | None = None
         self._handlers: dict[str, Callable[[dict[str, Any], bytes | None], Plan]] = {
             "GetItem": self._get_item,
             "BatchGetItem": self._batch_get_item,
@@ -222,10 +228,24 @@ class Accelerator:
         if self.items.changed_since(table, key, self._window_start()):
             req, raw = {**req, "ConsistentRead": True}, None
         body = yield from self._send("GetItem", req, raw, shared=True)
+        if self.fill_later is not None:
+            self.fill_later(lambda: self._fill_item(table, key, projection, body, token))
+            return Response(body=body)
         data = orjson.loads(body)
+        self._fill_item(table, key, projection, body, token, data)
+        return Response(body=body, data=data)
+
+    def _fill_item(self, table: str, key: bytes, projection: str, body: bytes, token: Token,
+                   data: dict[str, Any] | None = None) -> None:
+        """Cache a GetItem answer, unless the key changed since ``token`` (then a write owns it)."""
+        if data is None:
+            try:
+                data = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                log.warning("not caching an unparsable GetItem answer from upstream for table %s", table)
+                return
         item = data.get("Item")
         self.items.fill(table, key, projection, None if item is None else dumps(item), token)
-        return Response(body=body, data=data)
 
     def _batch_get_item(self, req: dict[str, Any], raw: bytes | None) -> Plan:
         request_items = req.get("RequestItems")

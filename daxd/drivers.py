@@ -28,6 +28,13 @@ class AsyncDriver:
         self.upstream = upstream
         self._flights: dict[tuple[str, bytes], asyncio.Future[bytes]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        accelerator.fill_later = self._later
+
+    def _later(self, fill: Callable[[], None]) -> None:
+        """Run a cache fill once the answer has gone out: callbacks run in order, after the reply's write."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        self._loop.call_soon(fill)
 
     def begin(self, operation: str, request: dict[str, Any],
               raw: bytes | None = None) -> Response | Coroutine[Any, Any, Response]:

@@ -110,6 +110,27 @@ def test_fill_after_invalidate_never_stores_the_pre_write_value(acc: Accelerator
     assert run(acc, up, "GetItem", Key=KEY)["Item"]["v"] == {"S": "new"}  # ... the cache keeps the write's image
 
 
+def test_a_deferred_fill_lands_after_the_answer_and_still_yields_to_a_write(acc: Accelerator) -> None:
+    """With ``fill_later`` (the node's async driver) a miss answers before it caches; the fill keeps its token."""
+    later: list[Any] = []
+    acc.fill_later = later.append
+    up = Upstream()
+    up.answer("GetItem", {"Item": {**KEY, "v": {"S": "1"}}}, {"Item": {**KEY, "v": {"S": "old"}}})
+    assert run(acc, up, "GetItem", Key=KEY)["Item"]["v"] == {"S": "1"}
+    assert acc.cached_item({"TableName": TABLE, "Key": KEY}) is None  # answered, not yet cached
+    later.pop()()
+    hit = acc.cached_item({"TableName": TABLE, "Key": KEY})
+    assert hit is not None and orjson.loads(hit.item or b"null")["v"] == {"S": "1"}
+
+    acc.flush(TABLE)
+    run(acc, up, "GetItem", Key=KEY)  # the old value is read ...
+    up.answer("PutItem", {})
+    run(acc, up, "PutItem", Item={**KEY, "v": {"S": "new"}})  # ... a write lands before its fill runs ...
+    for fill in later:
+        fill()
+    assert run(acc, up, "GetItem", Key=KEY)["Item"]["v"] == {"S": "new"}  # ... and the write's image stays
+
+
 def test_recently_written_keys_are_refilled_with_consistent_read(acc: Accelerator, clock: Clock) -> None:
     up = Upstream()
     up.answer("UpdateItem", {"Attributes": {**KEY, "v": {"S": "x"}}})
