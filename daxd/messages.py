@@ -7,7 +7,6 @@ holds whichever it was made from and converts lazily, once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -15,17 +14,31 @@ import orjson
 from daxd.model.errors import SerializationException
 
 
-@dataclass(frozen=True, slots=True)
 class Call:
     """One request the Accelerator needs sent upstream.
 
     ``shared`` calls are idempotent reads: drivers let concurrent identical
-    calls (same operation and body) share one upstream round trip.
+    calls (same operation and body) share one upstream round trip. (A plain
+    class: one is built per miss, and a frozen dataclass's ``__init__`` costs
+    three ``object.__setattr__`` calls.)
     """
 
-    operation: str
-    body: bytes
-    shared: bool = False
+    __slots__ = ("body", "operation", "shared")
+
+    def __init__(self, operation: str, body: bytes, shared: bool = False) -> None:
+        self.operation = operation
+        self.body = body
+        self.shared = shared
+
+    def __repr__(self) -> str:
+        return f"Call({self.operation!r}, {self.body!r}, shared={self.shared})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Call) and (self.operation, self.body, self.shared) == \
+            (other.operation, other.body, other.shared)
+
+    def __hash__(self) -> int:
+        return hash((self.operation, self.body, self.shared))
 
 
 class Response:

@@ -184,7 +184,7 @@ class FaultProxy:
         lagging = stale and target in READ_TARGETS and not _is_consistent(body)
         if lagging and key in self._first:
             return self._first[key]
-        headers = [(k, v) for k, v in request.headers if k.lower() not in _SKIP]
+        headers = "".join(f"{k}: {v}\r\n" for k, v in request.headers if k.lower() not in _SKIP)
         try:
             response = await self._pool.request(request.method, request.path, headers, body, 30.0)
         except (ConnectionError, TimeoutError):

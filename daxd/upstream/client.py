@@ -233,11 +233,13 @@ class Upstream:
         cap = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
         await self._sleep(self._random() * cap)
 
-    def _headers(self, target: str, body: bytes) -> list[tuple[str, str]]:
-        base = {"X-Amz-Target": target, "Content-Type": CONTENT_TYPE}
-        signed = self._signer.sign("POST", self._pool.host_header, "/", base, body,
+    def _headers(self, target: str, body: bytes) -> str:
+        """The signed request's header lines (CRLF-terminated), as the pool sends them."""
+        signed = self._signer.sign("POST", self._pool.host_header, "/",
+                                   {"X-Amz-Target": target, "Content-Type": CONTENT_TYPE}, body,
                                    self._credentials.get(), self._clock())
-        return [*base.items(), *signed.items()]
+        lines = f"X-Amz-Target: {target}\r\nContent-Type: {CONTENT_TYPE}\r\n"
+        return lines + "".join([f"{name}: {value}\r\n" for name, value in signed.items()])
 
 
 def _translate(exc: Exception, timeout: float) -> Exception:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl as _ssl
+from collections import deque
 
 import httptools
 
@@ -170,14 +171,19 @@ class ConnectionPool:
         self.host_header = host if port == default_port else f"{host}:{port}"
         self._head = f"Host: {self.host_header}\r\n"
         self._idle: list[_Connection] = []
-        self._permits = asyncio.Semaphore(max_connections)
+        #: Requests holding a connection; past ``max_connections`` callers queue in ``_waiters``
+        #: (a counter, not an asyncio.Semaphore: three coroutines fewer per request).
+        self._in_use = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
         #: Connections opened so far (tests check keep-alive with it).
         self.connections_opened = 0
         self._closing = False
 
-    async def request(self, method: str, path: str, headers: list[tuple[str, str]], body: bytes,
-                      timeout: float) -> HTTPResponse:
+    async def request(self, method: str, path: str, headers: str, body: bytes, timeout: float) -> HTTPResponse:
         """Send one request and read its whole response, within ``timeout`` seconds.
+
+        ``headers`` are the request's header lines, each ending in CRLF (``Host``
+        and ``Content-Length`` are added here).
 
         Raises:
             UpstreamConnectionError: connect failed, reset, EOF or a malformed response.
@@ -187,11 +193,11 @@ class ConnectionPool:
             raise UpstreamConnectionError("connection pool is closed")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        if self._permits.locked():  # waiting for a connection counts against the timeout
+        if self._in_use >= self.max_connections:  # waiting for a connection counts against the timeout
             async with asyncio.timeout_at(deadline):
-                await self._permits.acquire()
+                await self._wait_for_permit()
         else:
-            await self._permits.acquire()
+            self._in_use += 1
         try:
             conn = self._take_idle()
             if conn is None:
@@ -205,11 +211,31 @@ class ConnectionPool:
             self._release(conn)
             return response
         finally:
-            self._permits.release()
+            self._give_back()
 
-    def _encode(self, method: str, path: str, headers: list[tuple[str, str]], length: int) -> bytes:
-        lines = "".join(f"{name}: {value}\r\n" for name, value in headers)
-        return f"{method} {path} HTTP/1.1\r\n{self._head}{lines}Content-Length: {length}\r\n\r\n".encode()
+    async def _wait_for_permit(self) -> None:
+        permit = asyncio.get_running_loop().create_future()
+        self._waiters.append(permit)
+        try:
+            await permit  # resolved by _give_back, which hands its permit over
+        except BaseException:
+            if permit.done() and not permit.cancelled():
+                self._give_back()  # handed a permit while being cancelled: pass it on
+            elif permit in self._waiters:
+                self._waiters.remove(permit)
+            raise
+
+    def _give_back(self) -> None:
+        """Release a permit: to the longest waiter if there is one, else to the pool."""
+        while self._waiters:
+            permit = self._waiters.popleft()
+            if not permit.done():
+                permit.set_result(None)
+                return
+        self._in_use -= 1
+
+    def _encode(self, method: str, path: str, headers: str, length: int) -> bytes:
+        return f"{method} {path} HTTP/1.1\r\n{self._head}{headers}Content-Length: {length}\r\n\r\n".encode()
 
     def _take_idle(self) -> _Connection | None:
         while self._idle:
