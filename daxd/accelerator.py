@@ -48,6 +48,9 @@ from daxd.observability import Metrics
 
 log = logging.getLogger("daxd.accelerator")
 
+#: Where a GetItem's answer lives in the item cache: (table, canonical key, projection).
+ItemRef = tuple[str, bytes, str]
+
 Plan = Generator[Call, bytes, Response]
 #: A sub-plan that performs one upstream call and returns its body.
 Fetch = Generator[Call, bytes, bytes]
@@ -190,18 +193,40 @@ class Accelerator:
             self.metrics.item_hit(table)
         return hit
 
+    def item_ref(self, req: dict[str, Any]) -> ItemRef | None:
+        """Where a GetItem's answer lives in the item cache: (table, canonical key, projection).
+
+        None for a read the cache never answers (``ConsistentRead``, consumed
+        capacity, a table not cached). A pure function of the request, so a
+        front end may keep it by the request's bytes (:meth:`get_item_at`).
+
+        Raises:
+            ValidationException: the key is not a map of AttributeValues.
+        """
+        table = req.get("TableName")
+        if (not isinstance(table, str) or req.get("ConsistentRead") is True or not self._cached(table)
+                or "ReturnConsumedCapacity" in req):
+            return None
+        return table, keys.canonical_key(req.get("Key")), _projection(req)
+
     def get_item(self, req: dict[str, Any], raw: bytes | None = None) -> CachedItem | Plan:
         """GetItem in one step: the cached entry (a hit, counted), or the plan that answers it.
 
         For a front end with its own encoding of hits (the HTTP front splices
         ``entry.item``): a miss reuses the key already derived for the lookup.
         """
-        table = req.get("TableName")
-        if (not isinstance(table, str) or req.get("ConsistentRead") is True or not self._cached(table)
-                or "ReturnConsumedCapacity" in req):
+        ref = self.item_ref(req)
+        if ref is None:
             return self._get_item(req, raw)
-        key = keys.canonical_key(req.get("Key"))
-        projection = _projection(req)
+        return self.get_item_at(ref, req, raw)
+
+    def get_item_at(self, ref: ItemRef, req: dict[str, Any] | None, raw: bytes | None) -> CachedItem | Plan:
+        """:meth:`get_item` for a request whose :meth:`item_ref` the caller kept.
+
+        ``req`` may be None when ``raw`` (the request's JSON) is given: a miss
+        only decodes it if it must change the request (a consistent refill).
+        """
+        table, key, projection = ref
         hit = self.items.get(table, key, projection)
         if hit is not None:
             self.metrics.item_hit(table)
@@ -220,13 +245,16 @@ class Accelerator:
             return _item_response(hit.item, table, req.get("ReturnConsumedCapacity"))
         return (yield from self._fetch_item(req, raw, table, key, projection))
 
-    def _fetch_item(self, req: dict[str, Any], raw: bytes | None, table: str, key: bytes, projection: str) -> Plan:
+    def _fetch_item(self, req: dict[str, Any] | None, raw: bytes | None, table: str, key: bytes,
+                    projection: str) -> Plan:
         """A GetItem miss: read upstream (consistently right after a write here) and fill the cache."""
         self.metrics.item_miss(table)
         self.tables_seen.add(table)
         token = self.items.token(table, key)
         if self.items.changed_since(table, key, self._window_start()):
-            req, raw = {**req, "ConsistentRead": True}, None
+            req, raw = {**(req if req is not None else orjson.loads(raw or b"{}")), "ConsistentRead": True}, None
+        elif req is None:
+            req = {"TableName": table}  # raw is the request: _send forwards it as it came
         body = yield from self._send("GetItem", req, raw, shared=True)
         if self.fill_later is not None:
             self.fill_later(lambda: self._fill_item(table, key, projection, body, token))
