@@ -105,7 +105,7 @@ class FaultProxy:
 
     def __init__(self, target: str) -> None:
         parts = urlsplit(target)
-        self._pool = ConnectionPool(parts.hostname or "127.0.0.1", parts.port or 80)
+        self._pool = ConnectionPool(parts.hostname or "127.0.0.1", parts.port or 80, keep_headers=True)
         self._server: asyncio.Server | None = None
         self.lock = threading.Lock()
         self.delay = 0.0

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+import botocore.credentials
 import botocore.exceptions
 import botocore.session
 
@@ -88,6 +89,9 @@ class BotocoreCredentials:
             self._source = session.get_credentials() or self._fallback
             if self._source is None:
                 raise InternalServerError("no AWS credentials found (environment, profile or instance role)")
+            if type(self._source) is botocore.credentials.Credentials:  # static (env, profile keys): never refresh
+                frozen = self._source.get_frozen_credentials()
+                self._source = Credentials(frozen.access_key, frozen.secret_key, frozen.token)
         if isinstance(self._source, Credentials):
             return self._source
         frozen = self._source.get_frozen_credentials()

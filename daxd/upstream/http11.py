@@ -33,7 +33,8 @@ class UpstreamConnectionError(ConnectionError):
 
 class HTTPResponse:
     """A complete response. ``headers`` decodes the raw header lines only when asked
-    (names lower-case, repeats joined by ``,``): the miss path never reads them."""
+    (names lower-case, repeats joined by ``,``); the lines are only kept by a pool
+    made with ``keep_headers`` (the cache-miss path never reads them)."""
 
     __slots__ = ("body", "raw_headers", "status")
 
@@ -91,9 +92,6 @@ class _Connection(asyncio.Protocol):
         self._headers = []
         self._body = []
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        """Collect a header line as it came."""
-        self._headers.append((name, value))
 
     def on_body(self, body: bytes) -> None:
         """Collect a body chunk (Content-Length or de-chunked)."""
@@ -151,6 +149,15 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
 
+class _HeaderedConnection(_Connection):
+    """A connection that also keeps the response headers (the cache never reads them: a
+    callback per header line costs on every miss, so only a pool that asks gets this)."""
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        """Collect a header line as it came."""
+        self._headers.append((name, value))
+
+
 class ConnectionPool:
     """Keep-alive connections to one origin, at most ``max_connections`` at a time.
 
@@ -158,7 +165,7 @@ class ConnectionPool:
     """
 
     def __init__(self, host: str, port: int, *, ssl: _ssl.SSLContext | None = None,
-                 max_connections: int = 64, connect_timeout: float = 3.0) -> None:
+                 max_connections: int = 64, connect_timeout: float = 3.0, keep_headers: bool = False) -> None:
         if max_connections < 1:
             raise ValueError(f"max_connections must be >= 1, got {max_connections}")
         self.host = host
@@ -166,6 +173,7 @@ class ConnectionPool:
         self.ssl = ssl
         self.max_connections = max_connections
         self.connect_timeout = connect_timeout
+        self._protocol = _HeaderedConnection if keep_headers else _Connection
         default_port = 443 if ssl is not None else 80
         #: The Host header value (and the host SigV4 signs).
         self.host_header = host if port == default_port else f"{host}:{port}"
@@ -256,7 +264,7 @@ class ConnectionPool:
         try:
             async with asyncio.timeout(self.connect_timeout):
                 _, conn = await loop.create_connection(
-                    _Connection, self.host, self.port, ssl=self.ssl, server_hostname=server_hostname)
+                    self._protocol, self.host, self.port, ssl=self.ssl, server_hostname=server_hostname)
         except OSError as exc:  # refused, unreachable, DNS, TLS handshake (SSLError)
             raise UpstreamConnectionError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
         self.connections_opened += 1
