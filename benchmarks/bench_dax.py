@@ -38,6 +38,7 @@ from benchmarks.common import (
     create_table,
     latency,
     make_item,
+    script_server,
     warm_up,
 )
 
@@ -222,22 +223,12 @@ class Fixed(asyncio.Protocol):
         count = 1 if self.first else len(data) // REQUEST
         self.first = False
         self.transport.write(REPLY * count)
-async def main():
-    server = await asyncio.get_running_loop().create_server(Fixed, "127.0.0.1", 0)
-    print(server.sockets[0].getsockname()[1], flush=True)
-    await asyncio.sleep(3600)
-uvloop.install()
-asyncio.run(main())
 """
 
 
 def floor_server(request: bytes, size: int) -> tuple[Any, int]:
     """Start the fixed-reply server; returns the process and its port."""
-    import subprocess
-    server = subprocess.Popen([sys.executable, "-c", _FLOOR_SERVER.format(size=size, request_size=len(request))],
-                              stdout=subprocess.PIPE, text=True)
-    assert server.stdout is not None
-    return server, int(server.stdout.readline())
+    return script_server(_FLOOR_SERVER.format(size=size, request_size=len(request)), "Fixed")
 
 
 def floor(request: bytes, size: int, connections: int, seconds: float) -> tuple[float, float]:

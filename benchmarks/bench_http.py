@@ -18,7 +18,6 @@ import re
 import shutil
 import statistics
 import subprocess
-import sys
 import time
 import uuid
 from typing import Any
@@ -34,6 +33,7 @@ from benchmarks.common import (
     latency,
     make_item,
     percentiles,
+    script_server,
     warm_up,
 )
 
@@ -128,12 +128,6 @@ class Canned(asyncio.Protocol):
         self.parser.feed_data(data)
     def on_message_complete(self):
         self.transport.write(REPLY)
-async def main():
-    server = await asyncio.get_running_loop().create_server(Canned, "127.0.0.1", 0)
-    print(server.sockets[0].getsockname()[1], flush=True)
-    await asyncio.sleep(3600)
-uvloop.install()
-asyncio.run(main())
 """
 
 
@@ -160,26 +154,15 @@ class Front(asyncio.Protocol):
             self.pending.append(data)
         else:
             self.back.write(data)
-async def main():
-    server = await asyncio.get_running_loop().create_server(Front, "127.0.0.1", 0)
-    print(server.sockets[0].getsockname()[1], flush=True)
-    await asyncio.sleep(3600)
-uvloop.install()
-asyncio.run(main())
 """
 
 
 def relay_server(upstream_port: int) -> tuple[subprocess.Popen[str], int]:
-    process = subprocess.Popen([sys.executable, "-c", _RELAY_SERVER, str(upstream_port)], stdout=subprocess.PIPE,
-                               text=True)
-    assert process.stdout is not None
-    return process, int(process.stdout.readline())
+    return script_server(_RELAY_SERVER, "Front", str(upstream_port))
 
 
 def floor_server() -> tuple[subprocess.Popen[str], int]:
-    process = subprocess.Popen([sys.executable, "-c", _FLOOR_SERVER], stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    return process, int(process.stdout.readline())
+    return script_server(_FLOOR_SERVER, "Canned")
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import statistics
 import string
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -21,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 from tests.harness import DaxdNode, DynamoDBLocal, client, create_table  # noqa: E402
 
 __all__ = ["ROOT", "DaxdNode", "DynamoDBLocal", "client", "cpu_seconds", "create_table", "latency",
-           "make_item", "percentiles"]
+           "make_item", "percentiles", "script_server"]
 
 
 def make_item(pk: str, sk: int = 0) -> dict[str, Any]:
@@ -99,3 +100,22 @@ def warm_up(port: int, table: str, requests: int = 5000) -> None:
         connection.request("POST", "/", body, {**GETITEM_HEADERS})
         connection.getresponse().read()
     connection.close()
+
+
+_SERVE = """
+async def main():
+    server = await asyncio.get_running_loop().create_server({protocol}, "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.sleep(3600)
+uvloop.install()
+asyncio.run(main())
+"""
+
+
+def script_server(source: str, protocol: str, *args: str) -> tuple[subprocess.Popen[str], int]:
+    """A yardstick server in a child process: ``source`` (which imports asyncio and uvloop) defines
+    the asyncio.Protocol class ``protocol``; it listens on a free loopback port. Returns it and the port."""
+    process = subprocess.Popen([sys.executable, "-c", source + _SERVE.format(protocol=protocol), *args],
+                               stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    return process, int(process.stdout.readline())

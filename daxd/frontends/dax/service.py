@@ -261,28 +261,17 @@ class DaxService:
 
     def method_call(self, session: Session, call: MethodCall) -> Reply:
         started = time.perf_counter()
-        try:
-            op = to_operation(call, self.schemas, self.attr_lists)
-        except NeedSchema as need:
-            return self._after_schemas(call, need.tables, started)
-        except DaxdError as exc:
-            self.metrics.request(call.method, time.perf_counter() - started, exc)
-            return encode_error(exc)
-        return self.run(op, started)
+        op = self._decode(call, started)
+        return self.run(op, started) if isinstance(op, Operation) else op
 
     def plain_get_item(self, session: Session, event: PlainGetItem) -> Reply:
         """The hot path: a memoized GetItem whose item is cached costs two dict lookups and a concatenation."""
         started = time.perf_counter()
         found = self._get_items.get(event)
         if found is None:
-            call = decode_plain_get_item(event)
-            try:
-                op = to_operation(call, self.schemas, self.attr_lists)
-            except NeedSchema as need:
-                return self._after_schemas(call, need.tables, started)
-            except DaxdError as exc:
-                self.metrics.request(call.method, time.perf_counter() - started, exc)
-                return encode_error(exc)
+            op = self._decode(decode_plain_get_item(event), started)
+            if not isinstance(op, Operation):
+                return op
             self._get_items.put(event, op)
             return self.run(op, started)
         op, key = found
@@ -293,6 +282,16 @@ class DaxService:
                 self.metrics.request("GetItem", time.perf_counter() - started)
                 return reply
         return self.run(op, started)
+
+    def _decode(self, call: MethodCall, started: float) -> Operation | Reply:
+        """The call's operation, or the reply that stands for it: an error, or one that waits for key schemas."""
+        try:
+            return to_operation(call, self.schemas, self.attr_lists)
+        except NeedSchema as need:
+            return self._after_schemas(call, need.tables, started)
+        except DaxdError as exc:
+            self.metrics.request(call.method, time.perf_counter() - started, exc)
+            return encode_error(exc)
 
     async def _after_schemas(self, call: MethodCall, tables: Sequence[str], started: float) -> bytes:
         try:
