@@ -14,10 +14,20 @@ from typing import Any, Protocol
 from daxd.accelerator import Accelerator, Plan
 from daxd.messages import Call, Response
 from daxd.model.errors import DaxdError
+from daxd.upstream.client import Sent
 
 
 class AsyncUpstream(Protocol):
     async def call(self, operation: str, body: bytes) -> bytes: ...
+
+    def send_now(self, operation: str, body: bytes) -> Sent | None: ...
+
+    async def finish(self, sent: Sent) -> bytes: ...
+
+
+#: A first call already on its way (:meth:`AsyncDriver._send_now`): an identical call's flight to
+#: join, or our own request with the flight it settles (None if the call is not shared).
+Started = asyncio.Future[bytes] | tuple[Sent, asyncio.Future[bytes] | None]
 
 
 class AsyncDriver:
@@ -50,22 +60,64 @@ class AsyncDriver:
         outcome = step(plan)
         if isinstance(outcome, Response):
             return outcome
-        return self._finish(plan, outcome)
+        return self._finish(plan, outcome, self._send_now(outcome))
 
     async def handle(self, operation: str, request: dict[str, Any], raw: bytes | None = None) -> Response:
         """Answer one operation; raises the DaxdError the client should see."""
         outcome = self.begin(operation, request, raw)
         return outcome if isinstance(outcome, Response) else await outcome
 
-    async def _finish(self, plan: Plan, outcome: Call | Response) -> Response:
+    def _send_now(self, call: Call) -> Started | None:
+        """Put a plan's first call on the wire before any coroutine or task exists for it.
+
+        The front end's set-up then overlaps the upstream's work instead of
+        delaying the request (the miss path's latency is mostly CPU here).
+        None: no idle upstream connection; the coroutine sends it as usual.
+        """
+        key = (call.operation, call.body)
+        if call.shared and (flight := self._flights.get(key)) is not None:
+            return flight
+        sent = self.upstream.send_now(call.operation, call.body)
+        if sent is None:
+            return None
+        if not call.shared:
+            return sent, None
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        flight = self._flights[key] = self._loop.create_future()
+        return sent, flight
+
+    async def _finish(self, plan: Plan, outcome: Call | Response, started: Started | None = None) -> Response:
         while isinstance(outcome, Call):
             try:
-                reply = await self._perform(outcome)
+                reply = await (self._perform(outcome) if started is None else self._complete(outcome, started))
             except DaxdError as exc:
                 outcome = step(plan, error=exc)
                 continue
+            finally:
+                started = None
             outcome = step(plan, reply)
         return outcome
+
+    async def _complete(self, call: Call, started: Started) -> bytes:
+        """The answer of a call :meth:`_send_now` started."""
+        if isinstance(started, asyncio.Future):
+            return await asyncio.shield(started)
+        sent, flight = started
+        if flight is None:
+            return await self.upstream.finish(sent)
+        try:
+            reply = await self.upstream.finish(sent)
+        except BaseException as exc:
+            if not flight.done():
+                flight.set_exception(exc)
+                flight.exception()  # mark retrieved: waiters may be none
+            raise
+        else:
+            flight.set_result(reply)
+            return reply
+        finally:
+            del self._flights[(call.operation, call.body)]
 
     async def _perform(self, call: Call) -> bytes:
         """One upstream call; a shared one joins an identical call already in flight.

@@ -20,7 +20,7 @@ import random as _random
 import ssl as _ssl
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
 import botocore.credentials
@@ -122,6 +122,16 @@ class _Unreachable(Exception):
     """Internal: one attempt failed below HTTP (connect, reset, EOF, timeout)."""
 
 
+class Sent(NamedTuple):
+    """A first attempt :meth:`Upstream.send_now` wrote; :meth:`Upstream.finish` completes it."""
+
+    operation: str
+    target: str
+    body: bytes
+    started: float
+    waiter: asyncio.Future[HTTPResponse]
+
+
 class Upstream:
     """Async DynamoDB client: signed raw-JSON calls with bounded retries.
 
@@ -181,6 +191,42 @@ class Upstream:
         response = await self._exchange(operation, TARGET_PREFIX + operation, body, errors_too=True)
         return response.body
 
+    def send_now(self, operation: str, body: bytes) -> Sent | None:
+        """The first attempt of :meth:`call`, written at once on an idle pooled connection.
+
+        None when no connection is free (then use :meth:`call`). Finish it with
+        :meth:`finish`. A cache miss sends before setting up its coroutine and
+        task, so that work overlaps the upstream's instead of delaying it.
+        """
+        if not self._pool.ready():
+            return None
+        target = TARGET_PREFIX + operation
+        headers = self._headers(target, body)
+        started = self._monotonic()
+        waiter = self._pool.try_send("POST", "/", headers, body, self.timeout)
+        return None if waiter is None else Sent(operation, target, body, started, waiter)
+
+    async def finish(self, sent: Sent) -> bytes:
+        """The rest of :meth:`call` for a request :meth:`send_now` wrote: its answer, or the retries."""
+        try:
+            response = await sent.waiter
+        except Exception as exc:
+            failure = _translate(exc, self.timeout)
+            if not isinstance(failure, _Unreachable):
+                raise failure from exc
+            if self.max_attempts == 1:
+                raise self._unavailable(failure) from exc
+        else:
+            self.last_success = self._monotonic()
+            if self.observe is not None:
+                self.observe(sent.operation, self.last_success - sent.started)
+            if 200 <= response.status < 300:
+                return response.body
+            error = from_upstream(response.status, response.body)
+            if self.max_attempts == 1 or not self._retryable(error):
+                raise error
+        return (await self._exchange(sent.operation, sent.target, sent.body, errors_too=True, after=1)).body
+
     async def forward(self, target: str, body: bytes) -> tuple[int, bytes]:
         """Send any ``X-Amz-Target``; return (status, body) whatever the status.
 
@@ -192,13 +238,17 @@ class Upstream:
         response = await self._exchange(target.rpartition(".")[2], target, body, errors_too=False)
         return response.status, response.body
 
-    async def _exchange(self, operation: str, target: str, body: bytes, *, errors_too: bool) -> HTTPResponse:
+    async def _exchange(self, operation: str, target: str, body: bytes, *, errors_too: bool,
+                        after: int = 0) -> HTTPResponse:
         """One call with bounded retries: of unreachable upstreams always, of retryable errors if asked.
 
         With ``errors_too`` a non-2xx answer raises its DaxdError (after retries);
-        without, any answer is returned as it came.
+        without, any answer is returned as it came. ``after`` attempts were
+        already made (:meth:`send_now`): back off, then go on from there.
         """
-        for attempt in range(1, self.max_attempts + 1):
+        if after:
+            await self._backoff(after)
+        for attempt in range(after + 1, self.max_attempts + 1):
             headers = self._headers(target, body)
             started = self._monotonic()
             try:

@@ -242,6 +242,35 @@ class ConnectionPool:
                 return
         self._in_use -= 1
 
+    def ready(self) -> bool:
+        """Whether :meth:`try_send` would likely send at once (an idle connection, a free permit)."""
+        return bool(self._idle) and self._in_use < self.max_connections and not self._closing
+
+    def try_send(self, method: str, path: str, headers: str, body: bytes,
+                 timeout: float) -> asyncio.Future[HTTPResponse] | None:
+        """:meth:`request` started now, without a coroutine, on an idle connection; None if none is free.
+
+        The future resolves (or fails) as :meth:`request` would return (or
+        raise); the connection and its permit go back when it is done. Lets a
+        cache miss reach the upstream before any task is set up for it.
+        """
+        if self._closing or self._in_use >= self.max_connections:
+            return None
+        conn = self._take_idle()
+        if conn is None or conn._loop is None:
+            return None
+        self._in_use += 1
+        waiter = conn.send(self._encode(method, path, headers, len(body)), body, conn._loop.time() + timeout)
+        waiter.add_done_callback(lambda done: self._sent(conn, done))
+        return waiter
+
+    def _sent(self, conn: _Connection, done: asyncio.Future[HTTPResponse]) -> None:
+        if done.cancelled() or done.exception() is not None:
+            conn.close()
+        else:
+            self._release(conn)
+        self._give_back()
+
     def _encode(self, method: str, path: str, headers: str, length: int) -> bytes:
         return f"{method} {path} HTTP/1.1\r\n{self._head}{headers}Content-Length: {length}\r\n\r\n".encode()
 

@@ -383,3 +383,103 @@ async def test_threaded_fault_proxy_fails_next_request() -> None:
     await up.close()
     await asyncio.to_thread(proxy.stop)
     await server.stop()
+
+
+# --- send_now / finish: a miss's first attempt written before any task exists -------------------------
+
+
+async def warm(up: Upstream, connections: int = 1) -> None:
+    """Open pooled connections, so send_now finds an idle one."""
+    await asyncio.gather(*(up.call("GetItem", b"{}") for _ in range(connections)))
+
+
+async def test_send_now_needs_an_idle_connection() -> None:
+    server, up = await serve(script(http(200, ITEM)))
+    assert up.send_now("GetItem", b"{}") is None  # nothing pooled yet: call() connects
+    await warm(up)
+    sent = up.send_now("GetItem", b'{"TableName":"t"}')
+    assert sent is not None
+    assert up.send_now("GetItem", b"{}") is None  # the one connection is busy
+    assert await up.finish(sent) == ITEM
+    headers = {k.lower(): v for k, v in server.requests[1].headers}
+    assert verify("POST", "/", "", headers, bytes(server.requests[1].body), {"AKID": "SECRET"}, NOW) == "AKID"
+    assert server.connections == 1 and up.pool._in_use == 0
+    await up.close()
+
+
+async def test_finish_retries_throttling_like_call() -> None:
+    sleeps = Sleeps()
+    throttled = ddb_error(400, "ThrottlingException")
+    server, up = await serve(script(http(200, b"{}"), throttled, throttled, http(200, ITEM)), sleep=sleeps)
+    await warm(up)
+    sent = up.send_now("GetItem", b"{}")
+    assert sent is not None
+    assert await up.finish(sent) == ITEM
+    assert len(server.requests) == 4 and sleeps.delays == [0.025, 0.05]
+    await up.close()
+
+
+async def test_finish_passes_client_errors_through_unretried() -> None:
+    server, up = await serve(script(http(200, b"{}"), ddb_error(400, "ConditionalCheckFailedException")))
+    await warm(up)
+    sent = up.send_now("PutItem", b"{}")
+    assert sent is not None
+    with pytest.raises(ConditionalCheckFailedException):
+        await up.finish(sent)
+    assert len(server.requests) == 2
+    await up.close()
+
+
+async def test_send_now_times_out_and_gives_its_connection_back() -> None:
+    never = asyncio.Event()
+    answered = 0
+
+    async def first_then_hang(request: _Request) -> Reply:
+        nonlocal answered
+        answered += 1
+        if answered > 1:
+            await never.wait()
+        return http(200, b"{}")
+    _server, up = await serve(first_then_hang, timeout=0.2, max_attempts=2)
+    await warm(up)
+    sent = up.send_now("GetItem", b"{}")
+    assert sent is not None
+    started = time.monotonic()
+    with pytest.raises(ServiceUnavailable, match=r"no response within 0\.2 s"):
+        await up.finish(sent)
+    assert 0.4 <= time.monotonic() - started < 1.5
+    assert up.pool._in_use == 0
+    never.set()
+    await up.close()
+
+
+async def test_send_now_respects_the_connection_limit() -> None:
+    server, up = await serve(script(http(200, ITEM), delay=0.02), max_connections=2)
+    await warm(up, 2)
+    sent = [up.send_now("GetItem", b"{}") for _ in range(3)]
+    assert sent[0] is not None and sent[1] is not None and sent[2] is None
+    results = await asyncio.gather(*(up.finish(s) for s in sent if s is not None),
+                                   *(up.call("GetItem", b"{}") for _ in range(4)))
+    assert results == [ITEM] * 6
+    assert server.max_in_flight <= 2 and server.connections == 2 and up.pool._in_use == 0
+    await up.close()
+
+
+async def test_identical_misses_share_one_upstream_request_sent_early_or_not() -> None:
+    from daxd.accelerator import Accelerator, CacheSettings
+    from daxd.drivers import AsyncDriver
+
+    server, up = await serve(script(http(200, ITEM), delay=0.05))
+    driver = AsyncDriver(Accelerator(CacheSettings(item_ttl=0.01)), up)
+
+    async def three_at_once() -> None:
+        pending = [driver.begin("GetItem", {"TableName": "t", "Key": {"id": {"S": "1"}}}) for _ in range(3)]
+        responses = await asyncio.gather(*pending)
+        assert [r.body for r in responses] == [ITEM] * 3
+
+    await three_at_once()  # nothing pooled: the first coroutine sends, the others join its flight
+    assert len(server.requests) == 1
+    await asyncio.sleep(0.02)  # the cached item expires
+    await three_at_once()  # pooled: the first is written before any task exists, the others join it
+    assert len(server.requests) == 2 and driver._flights == {}
+    await up.close()
