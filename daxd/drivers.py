@@ -8,7 +8,7 @@ so a hot key that expires costs DynamoDB one request, not one per client.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
 from daxd.accelerator import Accelerator, Plan
@@ -99,51 +99,42 @@ class AsyncDriver:
             outcome = step(plan, reply)
         return outcome
 
-    async def _complete(self, call: Call, started: Started) -> bytes:
+    def _complete(self, call: Call, started: Started) -> Awaitable[bytes]:
         """The answer of a call :meth:`_send_now` started."""
         if isinstance(started, asyncio.Future):
-            return await asyncio.shield(started)
+            return asyncio.shield(started)
         sent, flight = started
-        if flight is None:
-            return await self.upstream.finish(sent)
-        try:
-            reply = await self.upstream.finish(sent)
-        except BaseException as exc:
-            if not flight.done():
-                flight.set_exception(exc)
-                flight.exception()  # mark retrieved: waiters may be none
-            raise
-        else:
-            flight.set_result(reply)
-            return reply
-        finally:
-            del self._flights[(call.operation, call.body)]
+        reply = self.upstream.finish(sent)
+        return reply if flight is None else self._settle((call.operation, call.body), flight, reply)
 
-    async def _perform(self, call: Call) -> bytes:
+    def _perform(self, call: Call) -> Awaitable[bytes]:
         """One upstream call; a shared one joins an identical call already in flight.
 
         (The upstream client records each attempt's latency itself.)
         """
         if not call.shared:
-            return await self.upstream.call(call.operation, call.body)
+            return self.upstream.call(call.operation, call.body)
         key = (call.operation, call.body)
         flight = self._flights.get(key)
         if flight is not None:
-            return await asyncio.shield(flight)
+            return asyncio.shield(flight)
         if self._loop is None:
             self._loop = asyncio.get_running_loop()  # once: on Python 3.11 each call costs a getpid()
-        flight = self._loop.create_future()
-        self._flights[key] = flight
+        flight = self._flights[key] = self._loop.create_future()
+        return self._settle(key, flight, self.upstream.call(call.operation, call.body))
+
+    async def _settle(self, key: tuple[str, bytes], flight: asyncio.Future[bytes], reply: Awaitable[bytes]) -> bytes:
+        """Await a shared call's reply and hand it (or its failure) to everyone who joined."""
         try:
-            reply = await self.upstream.call(call.operation, call.body)
+            result = await reply
         except BaseException as exc:
             if not flight.done():
                 flight.set_exception(exc)
                 flight.exception()  # mark retrieved: waiters may be none
             raise
         else:
-            flight.set_result(reply)
-            return reply
+            flight.set_result(result)
+            return result
         finally:
             del self._flights[key]
 
