@@ -170,14 +170,8 @@ class Accelerator:
         A front end may keep its wire encoding of the item in ``entry.extra``;
         it lives and dies with the entry.
         """
-        table = req.get("TableName")
-        if (not isinstance(table, str) or req.get("ConsistentRead") is True or not self._cached(table)
-                or "ReturnConsumedCapacity" in req):
-            return None
-        hit = self.items.get(table, keys.canonical_key(req.get("Key")), _projection(req))
-        if hit is not None:
-            self.metrics.item_hit(table)
-        return hit
+        ref = self.item_ref(req)
+        return None if ref is None else self._cached_entry(ref)
 
     def cached_item_at(self, table: str, key: bytes) -> CachedItem | None:
         """:meth:`cached_item` for a front end that memoizes decoded requests.
@@ -186,12 +180,7 @@ class Accelerator:
         capacity, whose canonical key (:func:`keys.canonical_key`) the caller
         computed once; returns the entry (counted as a hit) or None.
         """
-        if not self._cached(table):
-            return None
-        hit = self.items.get(table, key, "")
-        if hit is not None:
-            self.metrics.item_hit(table)
-        return hit
+        return self._cached_entry((table, key, "")) if self._cached(table) else None
 
     def item_ref(self, req: dict[str, Any]) -> ItemRef | None:
         """Where a GetItem's answer lives in the item cache: (table, canonical key, projection).
@@ -209,29 +198,22 @@ class Accelerator:
             return None
         return table, keys.canonical_key(req.get("Key")), _projection(req)
 
-    def get_item(self, req: dict[str, Any], raw: bytes | None = None) -> CachedItem | Plan:
-        """GetItem in one step: the cached entry (a hit, counted), or the plan that answers it.
-
-        For a front end with its own encoding of hits (the HTTP front splices
-        ``entry.item``): a miss reuses the key already derived for the lookup.
-        """
-        ref = self.item_ref(req)
-        if ref is None:
-            return self._get_item(req, raw)
-        return self.get_item_at(ref, req, raw)
-
     def get_item_at(self, ref: ItemRef, req: dict[str, Any] | None, raw: bytes | None) -> CachedItem | Plan:
-        """:meth:`get_item` for a request whose :meth:`item_ref` the caller kept.
+        """GetItem in one step, for a request whose :meth:`item_ref` the caller has: the cached
+        entry (a hit, counted), or the plan that answers the miss.
 
         ``req`` may be None when ``raw`` (the request's JSON) is given: a miss
         only decodes it if it must change the request (a consistent refill).
         """
-        table, key, projection = ref
-        hit = self.items.get(table, key, projection)
+        hit = self._cached_entry(ref)
+        return hit if hit is not None else self._fetch_item(req, raw, *ref)
+
+    def _cached_entry(self, ref: ItemRef) -> CachedItem | None:
+        """The live entry at ``ref``, counted as a hit."""
+        hit = self.items.get(*ref)
         if hit is not None:
-            self.metrics.item_hit(table)
-            return hit
-        return self._fetch_item(req, raw, table, key, projection)
+            self.metrics.item_hit(ref[0])
+        return hit
 
     def _get_item(self, req: dict[str, Any], raw: bytes | None) -> Plan:
         table = _table(req)
@@ -239,9 +221,8 @@ class Accelerator:
             return (yield from self._forward("GetItem", req, raw))
         key = keys.canonical_key(req.get("Key"))
         projection = _projection(req)
-        hit = self.items.get(table, key, projection)
+        hit = self._cached_entry((table, key, projection))
         if hit is not None:
-            self.metrics.item_hit(table)
             return _item_response(hit.item, table, req.get("ReturnConsumedCapacity"))
         return (yield from self._fetch_item(req, raw, table, key, projection))
 
