@@ -208,23 +208,14 @@ class Upstream:
 
     async def finish(self, sent: Sent) -> bytes:
         """The rest of :meth:`call` for a request :meth:`send_now` wrote: its answer, or the retries."""
+        outcome: HTTPResponse | Exception
         try:
-            response = await sent.waiter
+            outcome = await sent.waiter
         except Exception as exc:
-            failure = _translate(exc, self.timeout)
-            if not isinstance(failure, _Unreachable):
-                raise failure from exc
-            if self.max_attempts == 1:
-                raise self._unavailable(failure) from exc
-        else:
-            self.last_success = self._monotonic()
-            if self.observe is not None:
-                self.observe(sent.operation, self.last_success - sent.started)
-            if 200 <= response.status < 300:
-                return response.body
-            error = from_upstream(response.status, response.body)
-            if self.max_attempts == 1 or not self._retryable(error):
-                raise error
+            outcome = exc
+        judged = self._judge(sent.operation, sent.started, 1, True, outcome)
+        if judged is not None:
+            return judged.body
         return (await self._exchange(sent.operation, sent.target, sent.body, errors_too=True, after=1)).body
 
     async def forward(self, target: str, body: bytes) -> tuple[int, bytes]:
@@ -251,25 +242,40 @@ class Upstream:
         for attempt in range(after + 1, self.max_attempts + 1):
             headers = self._headers(target, body)
             started = self._monotonic()
+            outcome: HTTPResponse | Exception
             try:
-                response = await self._pool.request("POST", "/", headers, body, self.timeout)
-            except Exception as exc:  # library failures become ours (_translate), unreachable ones are retried
-                failure = _translate(exc, self.timeout)
-                if not isinstance(failure, _Unreachable):
-                    raise failure from exc
-                if attempt == self.max_attempts:
-                    raise self._unavailable(failure) from exc
-            else:
-                self.last_success = self._monotonic()
-                if self.observe is not None:
-                    self.observe(operation, self.last_success - started)
-                if not errors_too or 200 <= response.status < 300:
-                    return response
-                error = from_upstream(response.status, response.body)
-                if attempt == self.max_attempts or not self._retryable(error):
-                    raise error
+                outcome = await self._pool.request("POST", "/", headers, body, self.timeout)
+            except Exception as exc:
+                outcome = exc
+            judged = self._judge(operation, started, attempt, errors_too, outcome)
+            if judged is not None:
+                return judged
             await self._backoff(attempt)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _judge(self, operation: str, started: float, attempt: int, errors_too: bool,
+               outcome: HTTPResponse | Exception) -> HTTPResponse | None:
+        """What one attempt's answer (or failure) means: the response to return, or None to retry.
+
+        Raises what the caller must see: a library failure as ours (:func:`_translate`),
+        an unreachable upstream after the last attempt, a non-retryable (or the last) error.
+        """
+        if isinstance(outcome, Exception):
+            failure = _translate(outcome, self.timeout)
+            if not isinstance(failure, _Unreachable):
+                raise failure from outcome
+            if attempt == self.max_attempts:
+                raise self._unavailable(failure) from outcome
+            return None
+        self.last_success = self._monotonic()
+        if self.observe is not None:
+            self.observe(operation, self.last_success - started)
+        if not errors_too or 200 <= outcome.status < 300:
+            return outcome
+        error = from_upstream(outcome.status, outcome.body)
+        if attempt == self.max_attempts or not self._retryable(error):
+            raise error
+        return None
 
     async def close(self) -> None:
         """Close pooled connections."""
