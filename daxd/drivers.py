@@ -56,7 +56,7 @@ class AsyncDriver:
         return self.start(self.accelerator.plan(operation, request, raw))
 
     def start(self, plan: Plan) -> Response | Coroutine[Any, Any, Response]:
-        """:meth:`begin` for a plan the caller already has (:meth:`Accelerator.get_item`)."""
+        """:meth:`begin` for a plan the caller already has (:meth:`Accelerator.get_item_at`)."""
         outcome = step(plan)
         if isinstance(outcome, Response):
             return outcome
