@@ -266,6 +266,10 @@ class Node:
         if self.embedded is not None:
             log.warning("upstream is the embedded backend: data lives in this process's memory only "
                         "and is lost when daxd stops (use --upstream URL|aws for real data)")
+            if self.cluster.membership.clustered:
+                log.warning("--peers with the embedded backend: each node keeps its own in-memory database, "
+                            "so the nodes share no data and their caches disagree; give every node the same "
+                            "--upstream URL|aws")
         if self.secrets is None and not is_loopback(s.host):
             log.warning("listening on %s without --auth-keys: anyone who can reach these ports acts "
                         "with this node's AWS credentials", s.host)
@@ -306,13 +310,17 @@ class Node:
 
 
 async def serve(settings: Settings) -> None:
-    """Run a node until SIGTERM or SIGINT, then shut it down gracefully."""
-    node = Node(settings)
-    await node.start()
+    """Run a node until SIGTERM or SIGINT, then shut it down gracefully.
+
+    The handlers go in before the node starts: a supervisor may signal as soon
+    as the start-up lines appear, and that must still be a graceful stop.
+    """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    node = Node(settings)
+    await node.start()
     await stop.wait()
     await node.stop()
 

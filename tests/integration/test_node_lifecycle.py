@@ -93,3 +93,11 @@ def test_embedded_backend_runs_the_whole_product_alone() -> None:
     finally:
         assert node.stop() == 0
     assert any("data lives in this process's memory only" in line for line in node.output)
+
+
+def test_a_cluster_on_the_embedded_backend_is_warned_about() -> None:
+    """Each node would have its own in-memory database: say so at start-up."""
+    port, other = free_port(), free_port()
+    node = DaxdNode("embedded", "--dax-port", str(port), "--peers", f"127.0.0.1:{port},127.0.0.1:{other}")
+    assert node.stop() == 0
+    assert any("the nodes share no data" in line for line in node.output)
