@@ -171,16 +171,15 @@ class Accelerator:
         it lives and dies with the entry.
         """
         ref = self.item_ref(req)
-        return None if ref is None else self._cached_entry(ref)
+        return None if ref is None else self.cached_item_at(ref)
 
-    def cached_item_at(self, table: str, key: bytes) -> CachedItem | None:
-        """:meth:`cached_item` for a front end that memoizes decoded requests.
-
-        For an eventually consistent read of the whole item without consumed
-        capacity, whose canonical key (:func:`keys.canonical_key`) the caller
-        computed once; returns the entry (counted as a hit) or None.
-        """
-        return self._cached_entry((table, key, "")) if self._cached(table) else None
+    def cached_item_at(self, ref: ItemRef) -> CachedItem | None:
+        """:meth:`cached_item` for a front end that kept the request's :meth:`item_ref`:
+        the live entry (counted as a hit), or None."""
+        hit = self.items.get(*ref)
+        if hit is not None:
+            self.metrics.item_hit(ref[0])
+        return hit
 
     def item_ref(self, req: dict[str, Any]) -> ItemRef | None:
         """Where a GetItem's answer lives in the item cache: (table, canonical key, projection).
@@ -205,15 +204,8 @@ class Accelerator:
         ``req`` may be None when ``raw`` (the request's JSON) is given: a miss
         only decodes it if it must change the request (a consistent refill).
         """
-        hit = self._cached_entry(ref)
+        hit = self.cached_item_at(ref)
         return hit if hit is not None else self._fetch_item(req, raw, *ref)
-
-    def _cached_entry(self, ref: ItemRef) -> CachedItem | None:
-        """The live entry at ``ref``, counted as a hit."""
-        hit = self.items.get(*ref)
-        if hit is not None:
-            self.metrics.item_hit(ref[0])
-        return hit
 
     def _get_item(self, req: dict[str, Any], raw: bytes | None) -> Plan:
         table = _table(req)
@@ -221,7 +213,7 @@ class Accelerator:
             return (yield from self._forward("GetItem", req, raw))
         key = keys.canonical_key(req.get("Key"))
         projection = _projection(req)
-        hit = self._cached_entry((table, key, projection))
+        hit = self.cached_item_at((table, key, projection))
         if hit is not None:
             return _item_response(hit.item, table, req.get("ReturnConsumedCapacity"))
         return (yield from self._fetch_item(req, raw, table, key, projection))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import orjson
 
+from daxd.accelerator import Accelerator, CacheSettings
 from daxd.frontends.dax.attrs import AttributeListTable
 from daxd.frontends.dax.codec import decode_plain_get_item
 from daxd.frontends.dax.events import MethodCall, PlainGetItem
@@ -31,21 +32,24 @@ def test_decoded_get_items_are_dropped_when_the_schema_changes() -> None:
     memo = DecodedGetItems(tables)
     event = _plain(b"t", b"k")
     op = to_operation(decode_plain_get_item(event), {"t": SCHEMA}, AttributeListTable())
-    memo.put(event, op)
-    assert memo.get(_plain(b"t", b"k")) == (op, canonical_key({"pk": {"S": "k"}}))
+    memo.put(event, op, Accelerator().item_ref(op.request))
+    assert memo.get(_plain(b"t", b"k")) == (op, ("t", canonical_key({"pk": {"S": "k"}}), ""))
     assert memo.get(_plain(b"t", b"other")) is None
     tables["t"] = TableSchema("t", KeySchema("pk", "N"))  # table recreated with another key type
     assert memo.get(event) is None
 
 
-def test_decoded_get_items_give_no_key_for_reads_the_item_cache_cannot_answer_alone() -> None:
+def test_decoded_get_items_give_no_ref_for_reads_the_item_cache_cannot_answer_alone() -> None:
     tables = {"t": TableSchema("t", SCHEMA)}
     memo = DecodedGetItems(tables)
     event = _plain(b"t", b"k")
-    op = Operation("GetItem", {"TableName": "t", "Key": {"pk": {"S": "k"}}, "ConsistentRead": True},
-                   RequestContext({"t": SCHEMA}))
-    memo.put(event, op)
-    assert memo.get(event) == (op, None)
+    key = {"pk": {"S": "k"}}
+    for extra in ({"ConsistentRead": True}, {"ReturnConsumedCapacity": "TOTAL"}):
+        op = Operation("GetItem", {"TableName": "t", "Key": key, **extra}, RequestContext({"t": SCHEMA}))
+        memo.put(event, op, Accelerator().item_ref(op.request))
+        assert memo.get(event) == (op, None)
+    only_other = Accelerator(CacheSettings(tables=frozenset({"other"})))
+    assert only_other.item_ref({"TableName": "t", "Key": key}) is None  # a table the node does not cache
 
 
 def test_encoded_pages_are_rebuilt_when_an_attribute_list_was_forgotten() -> None:

@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from daxd.accelerator import ItemRef
 from daxd.frontends.dax.attrs import AttributeListTable
 from daxd.frontends.dax.events import PlainGetItem
 from daxd.frontends.dax.keys import non_key_names
 from daxd.frontends.dax.operations import Operation
-from daxd.model.keys import TableSchema, canonical_key
+from daxd.model.keys import TableSchema
 
 
 class DecodedGetItems:
@@ -34,30 +35,26 @@ class DecodedGetItems:
 
     def __init__(self, tables: dict[str, TableSchema]) -> None:
         self._tables = tables
-        self._ops: dict[bytes, tuple[str, TableSchema, Operation, bytes | None]] = {}
+        self._ops: dict[bytes, tuple[str, TableSchema, Operation, ItemRef | None]] = {}
 
-    def get(self, event: PlainGetItem) -> tuple[Operation, bytes | None] | None:
-        """The operation and, when it reads the whole item, its canonical key (see :meth:`put`)."""
+    def get(self, event: PlainGetItem) -> tuple[Operation, ItemRef | None] | None:
+        """The operation and, when the item cache answers it as a whole item, where (see :meth:`put`)."""
         found = self._ops.get(event.args)
         if found is None:
             return None
-        table, schema, op, key = found
-        return (op, key) if self._tables.get(table) is schema else None
+        table, schema, op, ref = found
+        return (op, ref) if self._tables.get(table) is schema else None
 
-    def put(self, event: PlainGetItem, op: Operation) -> None:
-        """Remember ``op``; with its canonical key when it is a plain full-item read
-        (:meth:`Accelerator.cached_item_at` then answers it without the request dict)."""
+    def put(self, event: PlainGetItem, op: Operation, ref: ItemRef | None) -> None:
+        """Remember ``op`` with its :meth:`Accelerator.item_ref` (None: not a cached whole-item read);
+        :meth:`Accelerator.cached_item_at` then answers it without the request dict."""
         table = op.request["TableName"]
         schema = self._tables.get(table)
         if schema is None:
             return
-        key: bytes | None = None
-        if op.context.projection is None and not op.request.get("ConsistentRead") \
-                and "ReturnConsumedCapacity" not in op.request:
-            key = canonical_key(op.request["Key"])
         if len(self._ops) >= self.MAX_ENTRIES:
             self._ops.clear()
-        self._ops[event.args] = (table, schema, op, key)
+        self._ops[event.args] = (table, schema, op, ref)
 
 
 class EncodedPages:

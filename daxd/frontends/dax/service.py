@@ -272,11 +272,15 @@ class DaxService:
             op = self._decode(decode_plain_get_item(event), started)
             if not isinstance(op, Operation):
                 return op
-            self._get_items.put(event, op)
+            try:
+                ref = self.accelerator.item_ref(op.request) if op.context.projection is None else None
+            except DaxdError:
+                ref = None  # not a key the cache can hold: run() answers with the error
+            self._get_items.put(event, op, ref)
             return self.run(op, started)
-        op, key = found
-        if key is not None:
-            entry = self.accelerator.cached_item_at(op.request["TableName"], key)
+        op, ref = found
+        if ref is not None:
+            entry = self.accelerator.cached_item_at(ref)
             if entry is not None:
                 reply = self._hit(op, entry)
                 self.metrics.request("GetItem", time.perf_counter() - started)
