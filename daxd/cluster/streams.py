@@ -445,9 +445,13 @@ class StreamTailer:
 
     def _describe_failed(self, table: str, state: _Table, exc: DaxdError) -> None:
         if exc.code == "ResourceNotFoundException":
-            log.info("table %s no longer exists: flushing it and no longer following it", table)
             with self.guard:
-                self.accelerator.flush(table)
+                flushed = self.accelerator.flush(table)
+            if state.described:
+                log.info("table %s no longer exists: %d cached entries flushed; no longer following its stream",
+                         table, flushed)
+            else:  # a read of a table that never existed (a typo): nothing to say above debug
+                log.debug("table %s does not exist upstream: not following it", table)
             self._tables.pop(table, None)
             self.stats.status.pop(table, None)
             return
