@@ -111,6 +111,12 @@ def render_status(view: Mapping[str, Any], console: Any = None) -> None:
     (console or Console()).print(status_table(view))
 
 
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
 def watch_status(fetch: Callable[[], Mapping[str, Any]], interval: float) -> None:
     """Redraw the table every ``interval`` seconds until Ctrl-C; a failed fetch is shown, not fatal."""
     import time
@@ -125,7 +131,7 @@ def watch_status(fetch: Callable[[], Mapping[str, Any]], interval: float) -> Non
             return Text(f"daxd status: {exc} (retrying every {interval:g} s)", style="red")
 
     try:
-        with Live(frame(), auto_refresh=False) as live:
+        with Live(frame(), auto_refresh=False, console=_console()) as live:
             while True:
                 time.sleep(interval)
                 live.update(frame(), refresh=True)

@@ -148,3 +148,24 @@ def test_status_fits_80_columns_without_cutting_addresses() -> None:
     assert max(len(line) for line in lines) <= 80, out.getvalue()
     for address in ("10.0.0.1:8111", "[2001:db8::2]:8111", "[2001:db8::3]:8111"):
         assert any(address in line for line in lines), out.getvalue()
+
+
+def test_status_watch_redraws_until_ctrl_c_and_shows_a_failed_fetch(monkeypatch: pytest.MonkeyPatch) -> None:
+    from daxd.cluster import status
+
+    view = {"node": "n1", "nodes": [{"node": "n1", "address": "10.0.0.1:8111", "health": "self"}]}
+    answers: list[Any] = [view, OSError("connection refused"), view, KeyboardInterrupt()]
+
+    def fetch() -> dict[str, Any]:
+        answer = answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return dict(answer)
+
+    out = io.StringIO()
+    monkeypatch.setattr(status, "_console", lambda: Console(file=out, width=80, color_system=None,
+                                                           force_terminal=True))
+    status.watch_status(fetch, 0.01)
+    shown = [out.getvalue()]
+    assert not answers  # it kept fetching until Ctrl-C
+    assert "10.0.0.1:8111" in shown[0] and "connection refused" in shown[0]
