@@ -204,6 +204,8 @@ class StreamStats:
     status: dict[str, str] = field(default_factory=dict)
     #: table -> shard readers holding an iterator
     readers: dict[str, int] = field(default_factory=dict)
+    #: table -> the lag of the last record applied (seconds), for the dashboard and ``daxd status``.
+    last_lag: dict[str, float] = field(default_factory=dict)
 
     def count(self, counts: dict[tuple[str, str], int], table: str, label: str) -> None:
         counts[(table, label)] = counts.get((table, label), 0) + 1
@@ -213,6 +215,7 @@ class StreamStats:
         if lag is None:
             lag = self.lag[table] = Histogram(LAG_BUCKETS)
         lag.observe(max(0.0, seconds))
+        self.last_lag[table] = max(0.0, seconds)
 
 
 class StreamCollector(Collector):

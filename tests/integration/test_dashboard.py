@@ -146,6 +146,10 @@ def test_stats_json_reports_per_table_figures_and_upstream_state(loaded_node: tu
     assert "GetItem" in document["latency"] and document["latency"]["GetItem"]["p99_ms"] > 0
     assert any(point["rps"] > 0 for point in document["series"])
     assert get(node.admin + "/dashboard.js").startswith(b"// daxd")
+    # The writes come back through the table's stream: its lag is shown.
+    wait_until(lambda: next(t for t in stats()["tables"] if t["table"] == table)["stream_lag"] is not None, 30,
+               "the stream's lag")
+    assert next(t for t in stats()["tables"] if t["table"] == table)["stream"] == "tailing"
 
 
 def test_every_metric_in_deploy_files_exists_in_metrics(loaded_node: tuple[DaxdNode, str]) -> None:
