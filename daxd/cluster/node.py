@@ -227,8 +227,9 @@ class Cluster:
     def _flush_if_asked(self, body: Mapping[str, Any]) -> None:
         if body.get("flush") is True:
             self.received["flush"] += 1
-            log.warning("cluster: a peer missed sending us invalidations: flushing the cache")
-            self.accelerator.flush()
+            flushed = self.accelerator.flush()
+            log.warning("cluster: a peer could not send us some invalidations, so it asked for a flush: "
+                        "%d cached entries dropped", flushed)
 
     def _on_invalidate(self, body: Mapping[str, Any]) -> int:
         changes = [Change.from_wire(raw) for raw in _items(body)]
