@@ -44,10 +44,13 @@ def test_drain_outcome_names_requests_cut_off(slow_upstream: tuple[ThreadedFault
     table = create_table(ddb, range_key=None)
     node = DaxdNode(url, "--streams", "off", "--shutdown-grace", "0.2", "--upstream-max-attempts", "1",
                     "--upstream-timeout", "30")
-    proxy.delay = 20
-    worker = _request_in_flight(node, proxy, table)
-    assert node.stop(signal.SIGTERM) == 0
-    worker.join(30)
+    try:
+        proxy.delay = 20
+        worker = _request_in_flight(node, proxy, table)
+        assert node.stop(signal.SIGTERM) == 0
+        worker.join(30)
+    finally:
+        node.stop()
     output = "".join(node.output)
     assert "drain: 0 in-flight request(s) finished, 1 cut off when the 0.2 s grace ran out" in output
 
@@ -58,14 +61,17 @@ def test_a_second_ctrl_c_during_the_drain_exits_at_once(slow_upstream: tuple[Thr
     table = create_table(ddb, range_key=None)
     node = DaxdNode(url, "--streams", "off", "--shutdown-grace", "300", "--upstream-max-attempts", "1",
                     "--upstream-timeout", "60")
-    proxy.delay = 50
-    worker = _request_in_flight(node, proxy, table)
-    node.process.send_signal(signal.SIGINT)
-    assert node.process.stdout is not None
-    wait_until(lambda: "draining" in node.process.stdout.readline(), 20, "the drain to start")  # type: ignore[union-attr]
-    node.process.send_signal(signal.SIGINT)
-    # The grace is 300 s and the held request 50 s: only the forced exit ends the process within the wait.
-    assert node.process.wait(40) == 130
-    node.stop()
+    try:
+        proxy.delay = 50
+        worker = _request_in_flight(node, proxy, table)
+        node.process.send_signal(signal.SIGINT)
+        stdout = node.process.stdout
+        assert stdout is not None
+        wait_until(lambda: "draining" in stdout.readline(), 20, "the drain to start")
+        node.process.send_signal(signal.SIGINT)
+        # The grace is 300 s and the held request 50 s: only the forced exit ends the process within the wait.
+        assert node.process.wait(40) == 130
+    finally:
+        node.stop(signal.SIGKILL)
     worker.join(60)
     assert "second signal while draining: exiting now" in "".join(node.output)
