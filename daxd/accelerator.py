@@ -221,6 +221,9 @@ class Accelerator:
     def _fetch_item(self, req: dict[str, Any] | None, raw: bytes | None, table: str, key: bytes,
                     projection: str) -> Plan:
         """A GetItem miss: read upstream (consistently right after a write here) and fill the cache."""
+        schema = self.schemas.get(table)
+        if schema is not None:  # the backend may not check key types (the embedded one does not)
+            keys.check_key(orjson.loads(key), schema.key)
         self.metrics.item_miss(table)
         self.tables_seen.add(table)
         token = self.items.token(table, key)
@@ -480,8 +483,11 @@ class Accelerator:
             raise AccessDeniedException(
                 f"daxd is running with --control-plane read-only: {operation} is not allowed")
         body = yield from self._send(operation, req, raw)
+        if operation == "CreateTable":
+            self._learn_schema(body)
         if operation in _FLUSHING_CONTROL_PLANE and isinstance(req.get("TableName"), str):
-            self.flush(req["TableName"])
+            log.info("%s on table %s: %d cached entries of it flushed", operation, req["TableName"],
+                     self.flush(req["TableName"]))
         elif operation in _PARTIQL:
             self._flush_partiql(req)
         return Response(body=body)
@@ -560,11 +566,20 @@ class Accelerator:
             self.schemas[table] = schema
         return schema
 
+    def _learn_schema(self, body: bytes) -> None:
+        """A table created through daxd: its key schema is known from the answer, no DescribeTable needed."""
+        try:
+            description = orjson.loads(body)["TableDescription"]
+            self.schemas.setdefault(description["TableName"], TableSchema.from_description(description))
+        except (orjson.JSONDecodeError, KeyError, TypeError, StopIteration):
+            pass
+
     def _locate(self, key_or_item: Any, schema: TableSchema) -> tuple[bytes, bytes]:
         """Canonical key bytes and partition bytes of an item or key."""
         if not isinstance(key_or_item, dict):
             raise ValidationException("The provided key element does not match the schema")
         key = keys.key_of(key_or_item, schema.key)
+        keys.check_key(key, schema.key)
         return keys.canonical_key(key), keys.partition_of(key, schema.key)
 
     def _cached(self, table: str) -> bool:

@@ -20,6 +20,10 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
           "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+SIZE_UNITS = "bytes, KiB, MiB, GiB, TiB (binary) or KB, MB, GB, TB (decimal)"
+#: Below this ``--cache-size`` is surely a missing unit (``--cache-size 10``), not a wish.
+MIN_CACHE_SIZE = 1 << 20
 
 
 class ConfigError(ValueError):
@@ -32,7 +36,8 @@ def parse_size(text: str | int) -> int:
         return text
     match = _SIZE.match(str(text))
     if match is None:
-        raise ConfigError(f"cache_size: {text!r} is not a size (examples: 1048576, 512MiB, 2GB)")
+        raise ConfigError(f"cache_size: {text!r} is not a size: a number with one of the units {SIZE_UNITS} "
+                          "(examples: 1048576, 512MiB, 2GB)")
     return int(float(match.group(1)) * _UNITS[(match.group(2) or "").lower()])
 
 
@@ -52,6 +57,8 @@ class Settings:
     cache_size: int = 1 << 30
     consistent_window: float = 5.0
     log_level: str = "info"
+    #: "text" lines, or "json": one JSON object per line for log shippers.
+    log_format: str = "text"
     control_plane: str = "forward"
     #: Follow the DynamoDB Streams of cached tables (docs/streams.md); "off": TTL expiry only, as DAX.
     streams: str = "on"
@@ -92,8 +99,12 @@ class Settings:
             raise ConfigError("health_interval: must be between 0.05 and 60 seconds")
         if self.peers and self.dax_port == 0:
             raise ConfigError("dax_port: a node with peers needs a fixed DAX port (peers are named by it)")
-        if self.cache_size <= 0:
-            raise ConfigError("cache_size: must be > 0 bytes")
+        if self.cache_size < MIN_CACHE_SIZE:
+            raise ConfigError(f"cache_size: {self.cache_size} bytes is too small to cache anything useful "
+                              f"(minimum 1MiB; a bare number is bytes: did you mean {self.cache_size}MiB or "
+                              f"{self.cache_size}GiB?)")
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(f"log_format: {self.log_format!r} is not one of {', '.join(LOG_FORMATS)}")
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"log_level: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
         if self.streams not in ("on", "off"):
@@ -126,8 +137,11 @@ def _coerce(name: str, value: Any) -> Any:
         if kind == "float":
             return float(value)
         return None if value is None else str(value)
+    except ConfigError:
+        raise
     except (TypeError, ValueError):
-        raise ConfigError(f"{name}: {value!r} is not a valid {kind}") from None
+        expected = {"int": "a whole number", "float": "a number"}.get(str(kind), str(kind))
+        raise ConfigError(f"{name}: {value!r} is not {expected}") from None
 
 
 def env_settings(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -165,12 +179,29 @@ def file_settings(path: Path | None) -> dict[str, Any]:
 def load(flags: Mapping[str, Any], environ: Mapping[str, str], path: Path | None) -> Settings:
     """Merge the sources: explicit flags win over env, env over the file, the file over defaults."""
     merged: dict[str, Any] = {}
-    for source in (file_settings(path), env_settings(environ), {k: v for k, v in flags.items() if v is not None}):
-        merged.update({name: _coerce(name, value) for name, value in source.items()})
+    origin: dict[str, str] = {}
+    sources = ((file_settings(path), lambda name: f"config file {path}, key {name}"),
+               (env_settings(environ), lambda name: f"DAXD_{name.upper()}"),
+               ({k: v for k, v in flags.items() if v is not None}, lambda name: "--" + name.replace("_", "-")))
+    for source, where in sources:
+        for name, value in source.items():
+            origin[name] = where(name)
+            try:
+                merged[name] = _coerce(name, value)
+            except ConfigError as exc:
+                raise _named(exc, origin) from None
     try:
         return Settings(**merged)
     except TypeError as exc:
         raise ConfigError(str(exc)) from None
+    except ConfigError as exc:
+        raise _named(exc, origin) from None
+
+
+def _named(exc: ConfigError, origin: Mapping[str, str]) -> ConfigError:
+    """The error with its setting named as the user gave it (``--cache-size``, ``DAXD_HTTP_PORT``, a file key)."""
+    name, colon, rest = str(exc).partition(": ")
+    return ConfigError(f"{origin[name]}: {rest}" if colon and name in origin else str(exc))
 
 
 def replace(settings: Settings, **changes: Any) -> Settings:

@@ -8,7 +8,7 @@ no other port. :func:`status_rows` (pure) turns the answer into table rows.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from daxd.auth import load_keys
@@ -17,7 +17,8 @@ from daxd.cluster.node import peer_credentials
 from daxd.cluster.peers import PeerConnection, PeerError
 from daxd.config import ConfigError
 
-COLUMNS = ("node", "address", "role", "health", "hit ratio", "cache", "entries", "stream lag")
+#: The table's columns; with rich's compact box it fits 80 columns for the usual addresses.
+COLUMNS = ("node", "address", "health", "hit %", "cache", "entries", "stream lag")
 
 
 def fetch_status(address: str, auth_keys: str | None, region: str, timeout: float) -> dict[str, Any]:
@@ -79,20 +80,60 @@ def status_rows(view: Mapping[str, Any]) -> list[tuple[str, ...]]:
     rows: list[tuple[str, ...]] = []
     for node in view.get("nodes") or []:
         figures = view if node.get("health") == "self" else node.get("status") or {}
-        rows.append((str(node.get("node", "?")), str(node.get("address", "?")), str(node.get("role", "-")),
-                     str(node.get("health", "?")), _ratio(figures.get("hit_ratio")), _size(figures.get("cache_bytes")),
+        rows.append((str(node.get("node", "?")), str(node.get("address", "?")), str(node.get("health", "?")),
+                     _ratio(figures.get("hit_ratio")), _size(figures.get("cache_bytes")),
                      str(figures.get("cache_entries", "-")), _lag(figures.get("streams"))))
     return rows
 
 
-def render_status(view: Mapping[str, Any]) -> None:
-    """Print the table with rich."""
-    from rich.console import Console
+def status_table(view: Mapping[str, Any]) -> Any:
+    """The rich table: addresses never wrap or get cut; names and stream lags fold if the terminal is narrow."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=f"daxd cluster as seen by {view.get('node', '?')}")
+    table = Table(title=f"daxd cluster as seen by {view.get('node', '?')}", box=box.SIMPLE_HEAD, pad_edge=False)
     for column in COLUMNS:
-        table.add_column(column)
+        if column == "address":
+            table.add_column(column, no_wrap=True, min_width=len(column))
+        elif column in ("node", "stream lag"):
+            table.add_column(column, overflow="fold")
+        else:
+            table.add_column(column, no_wrap=True)
     for row in status_rows(view):
         table.add_row(*row)
-    Console().print(table)
+    return table
+
+
+def render_status(view: Mapping[str, Any], console: Any = None) -> None:
+    """Print the table with rich."""
+    from rich.console import Console
+
+    (console or Console()).print(status_table(view))
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+def watch_status(fetch: Callable[[], Mapping[str, Any]], interval: float) -> None:
+    """Redraw the table every ``interval`` seconds until Ctrl-C; a failed fetch is shown, not fatal."""
+    import time
+
+    from rich.live import Live
+    from rich.text import Text
+
+    def frame() -> Any:
+        try:
+            return status_table(fetch())
+        except OSError as exc:
+            return Text(f"daxd status: {exc} (retrying every {interval:g} s)", style="red")
+
+    try:
+        with Live(frame(), auto_refresh=False, console=_console()) as live:
+            while True:
+                time.sleep(interval)
+                live.update(frame(), refresh=True)
+    except KeyboardInterrupt:
+        pass

@@ -1,5 +1,6 @@
-"""The admin endpoint: liveness, readiness, cache flush and Prometheus metrics.
+"""The admin endpoint: the live page, liveness, readiness, cache flush and Prometheus metrics.
 
+``GET /``             the live dashboard (:mod:`daxd.frontends.dashboard`); it polls ``/stats.json``
 ``GET /health``       200 while the process serves
 ``GET /ready``        200 when the listeners are up and the upstream answers, else 503 + a JSON reason
 ``POST /cache/flush`` drop every entry, or one table's with ``?table=NAME``
@@ -9,18 +10,21 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
+from daxd.frontends.dashboard import ASSETS, Dashboard, asset
 from daxd.frontends.httpserver import HttpRequest, HttpResponse
 
 if TYPE_CHECKING:
     from daxd.node import Node
 
 _JSON = b"application/json"
+log = logging.getLogger("daxd.admin")
 
 
 def _json(status: int, value: object) -> HttpResponse:
@@ -30,6 +34,7 @@ def _json(status: int, value: object) -> HttpResponse:
 class AdminApp:
     def __init__(self, node: Node) -> None:
         self.node = node
+        self.dashboard = Dashboard(node)
 
     def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
         url = urlsplit(request.path)
@@ -44,7 +49,15 @@ class AdminApp:
             return _json(200, self.node.cluster.view())
         if route == ("POST", "/cache/flush"):
             table = parse_qs(url.query).get("table", [None])[0]
-            return _json(200, {"flushed": self.node.accelerator.flush(table), "table": table})
+            flushed = self.node.accelerator.flush(table)
+            log.info("cache flush asked on the admin port (user agent %s): %d entries dropped, %s",
+                     request.headers.get("user-agent", "unknown"), flushed, f"table {table}" if table else "all tables")
+            return _json(200, {"flushed": flushed, "table": table})
+        if request.method == "GET" and (url.path == "/" or url.path[1:] in ASSETS):
+            name = url.path[1:] or "dashboard.html"
+            return HttpResponse(200, asset(name) or b"", content_type=ASSETS[name])
+        if route == ("GET", "/stats.json"):
+            return _json(200, self.dashboard.document())
         return _json(404, {"error": f"no such admin route: {request.method} {url.path}"})
 
     async def _ready(self) -> HttpResponse:

@@ -121,6 +121,25 @@ def key_of(item: Item, schema: KeySchema) -> Item:
             f"{schema.hash_key} in the item") from None
 
 
+def check_key(key: Any, schema: KeySchema) -> None:
+    """Refuse a key whose attributes or types are not the table's, as DynamoDB does (whatever the backend).
+
+    Raises:
+        ValidationException: ``Type mismatch for key ...`` for a wrong type; DynamoDB's schema
+            message for missing or extra attributes.
+    """
+    if not isinstance(key, dict) or set(key) != set(schema.names):
+        raise ValidationException("The provided key element does not match the schema")
+    for name, expected in ((schema.hash_key, schema.hash_type), (schema.range_key, schema.range_type)):
+        if name is None:
+            continue
+        value = key[name]
+        actual = next(iter(value)) if isinstance(value, dict) and len(value) == 1 else None
+        if actual != expected:
+            raise ValidationException(f"One or more parameter values were invalid: Type mismatch for key {name} "
+                                      f"expected: {expected} actual: {actual}")
+
+
 def partition_of(key: Item, schema: KeySchema) -> bytes:
     """The canonical bytes of an item's partition key value."""
     try:

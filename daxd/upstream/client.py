@@ -28,6 +28,7 @@ import botocore.exceptions
 import botocore.session
 
 from daxd.model.errors import DaxdError, InternalServerError, ServiceUnavailable, from_upstream
+from daxd.upstream.health import UpstreamHealth
 from daxd.upstream.http11 import ConnectionPool, HTTPResponse
 from daxd.upstream.sigv4 import Credentials, Signer
 
@@ -170,6 +171,8 @@ class Upstream:
         self.observe = observe
         #: ``monotonic()`` when the upstream last answered (any status); for readiness.
         self.last_success: float | None = None
+        #: Up/down state, its transitions logged once each.
+        self.health = UpstreamHealth(endpoint, monotonic=monotonic)
 
     @classmethod
     def for_aws(cls, region: str, profile: str | None = None, **kw: Any) -> Upstream:
@@ -265,9 +268,11 @@ class Upstream:
             if not isinstance(failure, _Unreachable):
                 raise failure from outcome
             if attempt == self.max_attempts:
+                self.health.failed(str(failure))
                 raise self._unavailable(failure) from outcome
             return None
         self.last_success = self._monotonic()
+        self.health.succeeded()
         if self.observe is not None:
             self.observe(operation, self.last_success - started)
         if not errors_too or 200 <= outcome.status < 300:
