@@ -74,16 +74,21 @@ def load_key_file(path: str | Path) -> KeyFile:
     """
     try:
         text = Path(path).read_text()
-        data = tomllib.loads(text)
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"auth_keys: cannot read {path}: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        where = "" if "line" in str(exc) else f" (line {max(len(text.splitlines()), 1)}, the last)"
+        raise ConfigError(f"auth_keys: cannot read {path}: {exc}{where}") from None
     nested = data.get("daxd")
     keys = data.get("keys", nested.get("keys") if isinstance(nested, dict) else None)
     if not isinstance(keys, dict) or not keys:
         raise ConfigError(f"auth_keys: {path} has no [keys] table (access key id = \"secret\")")
     for key_id, secret in keys.items():
         if not isinstance(secret, str) or not secret:
-            raise ConfigError(f"auth_keys: the secret of {key_id!r} in {path} must be a non-empty string")
+            raise ConfigError(f"auth_keys: {path}{permissions.line_of(text, key_id)}: the secret of {key_id!r} "
+                              "must be a non-empty string")
     rules = permissions.parse(data, keys, source=f"auth_keys: {path}", text=text)
     return KeyFile(dict(keys), rules)
 

@@ -363,10 +363,10 @@ def parse(document: Mapping[str, Any], keys: Iterable[str], *, source: str = "ke
     if section is None:
         return Permissions(rules)
     if not isinstance(section, Mapping):
-        raise ConfigError(f"{source}{_line(text, 'permissions')}: [permissions] must be a table of "
+        raise ConfigError(f"{source}{line_of(text, 'permissions')}: [permissions] must be a table of "
                           "[permissions.KEY] tables")
     for key, spec in section.items():
-        where = f"{source}{_line(text, key)}: [permissions.{key}]"
+        where = f"{source}{line_of(text, key)}: [permissions.{key}]"
         if key not in rules:
             raise ConfigError(f"{where}: {key!r} is not a key of the [keys] table")
         rules[key] = _rule(spec, where)
@@ -406,8 +406,8 @@ def _strings(spec: Mapping[str, Any], field: str, where: str) -> list[str]:
     return list(value)
 
 
-def _line(text: str, key: str) -> str:
-    """``", line N"`` of the header or first mention of ``key`` in the file's text ("" if not found)."""
+def line_of(text: str, key: str) -> str:
+    """``", line N"``: the ``[permissions.KEY]`` header, else the first line mentioning ``key`` ("" if none)."""
     header = re.compile(r'^\s*\[\s*(daxd\s*\.\s*)?permissions\s*\.\s*("?)' + re.escape(key) + r'\2\s*\]')
     lines = text.splitlines()
     for number, line in enumerate(lines, 1):
