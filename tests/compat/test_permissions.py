@@ -219,6 +219,15 @@ def test_a_refused_key_learns_nothing_from_the_cache(world: World, frontend: str
     assert world.metric("daxd_access_denied_total", key="READER") >= denied_before + 3
 
 
+def test_dax_get_item_memo_is_checked_per_connection(world: World) -> None:
+    """The DAX front end remembers decoded GetItems by their bytes for every connection: each key is still checked."""
+    root, control = world.client("dax", "ROOT"), world.client("dax", "CONTROL")
+    for _ in range(2):
+        root.get_item(TableName=world.ok, Key=K)
+    code, message, _ = refusal(lambda: control.get_item(TableName=world.ok, Key=K))  # schema allowed, GetItem not
+    assert code == "AccessDeniedException" and f"dynamodb:GetItem on resource: table {world.ok}" in message
+
+
 def test_tls_listeners_enforce_the_same_rules(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     output = "".join(world.node.output)
     dax_port = int(re.search(r"daxs://\S+:(\d+)", output).group(1))  # type: ignore[union-attr]

@@ -292,12 +292,15 @@ class DaxService:
 
     def plain_get_item(self, session: Session, event: PlainGetItem) -> Reply:
         """The hot path: a memoized GetItem whose item is cached costs two dict lookups and a concatenation."""
-        if self.keyring is not None and not self.keyring.full_access(session.access_key):
-            return self.method_call(session, decode_plain_get_item(event))  # checked; the memo is for the rest
         started = time.perf_counter()
         found = self._get_items.get(event)
+        restricted = self.keyring is not None and not self.keyring.full_access(session.access_key)
         if found is None:
-            op = self._decode(decode_plain_get_item(event), started)
+            call = decode_plain_get_item(event)
+            refused = self._refused_call(session, call, started) if restricted else None
+            if refused is not None:
+                return refused
+            op = self._decode(call, started)
             if not isinstance(op, Operation):
                 return op
             try:
@@ -307,6 +310,10 @@ class DaxService:
             self._get_items.put(event, op, ref)
             return self.run(op, started)
         op, ref = found
+        if restricted:  # the memo is shared by every connection: check this one's key
+            refused = self._denied(session, "GetItem", (op.request["TableName"],), started)
+            if refused is not None:
+                return refused
         if ref is not None:
             entry = self.accelerator.cached_item_at(ref)
             if entry is not None:
@@ -317,10 +324,16 @@ class DaxService:
 
     def _refused_call(self, session: Session, call: MethodCall, started: float) -> bytes | None:
         """The error reply refusing a call the key may not make (None: allowed)."""
-        assert self.keyring is not None
-        operation = OPERATION_NAMES[call.method]
         try:
-            self.keyring.check_tables(session.access_key, operation, required_tables(call))
+            tables = required_tables(call)
+        except DaxdError:
+            return None  # malformed: decoding answers with the error, before any table is touched
+        return self._denied(session, OPERATION_NAMES[call.method], tables, started)
+
+    def _denied(self, session: Session, operation: str, tables: Sequence[str], started: float) -> bytes | None:
+        assert self.keyring is not None
+        try:
+            self.keyring.check_tables(session.access_key, operation, tables)
         except DaxdError as exc:
             self.metrics.request(operation, time.perf_counter() - started, exc)
             return encode_error(exc)
