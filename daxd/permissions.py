@@ -67,6 +67,7 @@ _TABLE_ARN_FIELDS = ("TableArn", "SourceTableArn", "ResourceArn", "BackupArn", "
 #: A table name pattern: DynamoDB's table-name alphabet, optionally ending in ``*``; or ``*`` alone.
 _PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,255}\*?$|^\*$")
 _RULE_FIELDS = ("tables", "operations")
+_SINGLE_TABLE = frozenset({"GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan"})
 
 
 class Unattributable(Exception):
@@ -96,7 +97,7 @@ class Rule:
             return True
         if table is None:
             return False
-        return table in self.names or any(table.startswith(p) for p in self.prefixes)
+        return table in self.names or table.startswith(self.prefixes)
 
     def allows(self, operation: str, access: Access) -> bool:
         if access.category == SCHEMA:
@@ -215,6 +216,11 @@ def accesses(operation: str, request: Mapping[str, Any]) -> list[Access]:
     if operation in PARTIQL_OPERATIONS:
         return list(_partiql(request))
     category = category_of(operation)
+    if operation in _SINGLE_TABLE:  # the hot path: only TableName says which table DynamoDB uses
+        table = request.get("TableName")
+        if not isinstance(table, str):
+            raise Unattributable("TableName is not a string")
+        return [Access(category, table_name(table))]
     if operation in ("BatchGetItem", "BatchWriteItem"):
         items = request.get("RequestItems")
         return [Access(category, table_name(str(t))) for t in items] if isinstance(items, Mapping) else []
