@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -15,7 +17,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from tests.compat.conftest import dax_url
-from tests.harness import client, create_table, wait_until
+from tests.harness import ROOT, client, create_table, wait_until
 
 ITEM = {"pk": {"S": "reload"}}
 
@@ -98,3 +100,14 @@ def test_reload_under_load_keeps_connections_and_bad_files_keep_the_old_rules(
     output = "".join(node.output)
     assert "key file not reloaded, keeping the old keys and permissions" in output
     assert "key file reloaded: 3 access key(s)" in output
+
+
+def test_a_rule_for_an_unknown_key_stops_start_up(tmp_path: Path) -> None:
+    path = tmp_path / "keys.toml"
+    path.write_text('[keys]\nA = "s"\n\n[permissions.B]\ntables = ["T"]\noperations = ["read"]\n')
+    started = subprocess.run([sys.executable, "-m", "daxd", "serve", "--auth-keys", str(path), "--http-port", "0",
+                              "--dax-port", "0", "--admin-port", "0"], capture_output=True, text=True, timeout=60,
+                             cwd=ROOT)
+    assert started.returncode == 2
+    assert "line 4: [permissions.B]: 'B' is not a key of the [keys] table" in started.stderr
+    assert "Traceback" not in started.stderr
