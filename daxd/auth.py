@@ -29,7 +29,7 @@ import datetime
 import logging
 import time
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,7 +155,7 @@ class KeyRing:
             self._denied(exc)
             raise
 
-    def check_tables(self, key: str | None, operation: str, tables: Iterable[str],
+    def check_tables(self, key: str | None, operation: str, tables: Sequence[str],
                      category: str | None = None) -> None:
         """:meth:`check` for a call that named its tables before being decoded (DAX).
 

@@ -67,6 +67,8 @@ _TABLE_ARN_FIELDS = ("TableArn", "SourceTableArn", "ResourceArn", "BackupArn", "
 #: A table name pattern: DynamoDB's table-name alphabet, optionally ending in ``*``; or ``*`` alone.
 _PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,255}\*?$|^\*$")
 _RULE_FIELDS = ("tables", "operations")
+#: Allowed (key, operation, table) triples remembered per Permissions.
+ALLOWED_MEMO_MAX = 10_000
 _SINGLE_TABLE = frozenset({"GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan"})
 
 
@@ -120,6 +122,9 @@ class Permissions:
 
     def __init__(self, rules: Mapping[str, Rule | None]) -> None:
         self.rules: dict[str, Rule | None] = dict(rules)
+        #: (key, operation, table) found allowed: a repeated single-table request costs one set lookup.
+        #: Table names come from clients: bounded, cleared when full. A reload makes a new Permissions.
+        self._allowed: set[tuple[str, str, str]] = set()
 
     @property
     def restricted(self) -> list[str]:
@@ -137,13 +142,19 @@ class Permissions:
         rule = self.rules.get(key, REVOKED) if key is not None else REVOKED
         if rule is None:
             return
+        table = request.get("TableName")
+        single = isinstance(table, str) and operation in _SINGLE_TABLE
+        if single and (key, operation, table) in self._allowed:
+            return
         try:
             found = accesses(operation, request)
         except Unattributable as exc:
             raise denied(key, operation, None, f"daxd cannot tell which table it uses ({exc})") from None
         _decide(key, rule, operation, found)
+        if single:
+            self._remember(key, operation, str(table))
 
-    def check_tables(self, key: str | None, operation: str, tables: Iterable[str],
+    def check_tables(self, key: str | None, operation: str, tables: Sequence[str],
                      category: str | None = None) -> None:
         """Allow an operation on tables already known (a DAX call names them before it is decoded), or raise.
 
@@ -153,8 +164,20 @@ class Permissions:
         rule = self.rules.get(key, REVOKED) if key is not None else REVOKED
         if rule is None:
             return
+        single = tables[0] if len(tables) == 1 and category is None else None
+        if single is not None and (key, operation, single) in self._allowed:
+            return
         kind = category or category_of(operation)
         _decide(key, rule, operation, [Access(kind, table_name(t)) for t in tables])
+        if single is not None:
+            self._remember(key, operation, single)
+
+    def _remember(self, key: str | None, operation: str, table: str) -> None:
+        if key is None:
+            return
+        if len(self._allowed) >= ALLOWED_MEMO_MAX:
+            self._allowed.clear()
+        self._allowed.add((key, operation, table))
 
 
 def _decide(key: str | None, rule: Rule, operation: str, found: Sequence[Access]) -> None:

@@ -306,3 +306,17 @@ def test_arbitrary_text_never_escapes_as_a_traceback(tmp_path: Path, text: str) 
         message = str(exc)
         assert str(path) in message
         assert any(part in message for part in ("line", "[keys]", "secret of", "[permissions")), message
+
+
+def test_remembered_decisions_are_per_key_and_table(perms: Permissions) -> None:
+    for _ in range(2):
+        perms.check("READER", "GetItem", {"TableName": "Music"})
+        perms.check_tables("READER", "GetItem", ("Music",))
+        with pytest.raises(AccessDeniedException):
+            perms.check("READER", "GetItem", {"TableName": "Balances"})
+        with pytest.raises(AccessDeniedException):
+            perms.check("READER", "PutItem", {"TableName": "Music"})
+        with pytest.raises(AccessDeniedException):
+            perms.check_tables("READER", "DefineKeySchema", ("Balances",), SCHEMA)
+    with pytest.raises(AccessDeniedException, match="cannot tell"):
+        perms.check("READER", "GetItem", {"TableName": {"not": "a string"}})
