@@ -168,7 +168,11 @@ class Permissions:
         if single is not None and (key, operation, single) in self._allowed:
             return
         kind = category or category_of(operation)
-        _decide(key, rule, operation, [Access(kind, table_name(t)) for t in tables])
+        try:
+            found = [Access(kind, table_name(t)) for t in tables]
+        except Unattributable as exc:
+            raise denied(key, operation, None, f"daxd cannot tell which table it uses ({exc})") from None
+        _decide(key, rule, operation, found)
         if single is not None:
             self._remember(key, operation, single)
 

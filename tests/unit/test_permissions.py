@@ -320,3 +320,5 @@ def test_remembered_decisions_are_per_key_and_table(perms: Permissions) -> None:
             perms.check_tables("READER", "DefineKeySchema", ("Balances",), SCHEMA)
     with pytest.raises(AccessDeniedException, match="cannot tell"):
         perms.check("READER", "GetItem", {"TableName": {"not": "a string"}})
+    with pytest.raises(AccessDeniedException, match="cannot tell"):
+        perms.check_tables("READER", "GetItem", ("arn:aws:s3:::bucket",))
