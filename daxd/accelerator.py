@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -45,6 +45,7 @@ from daxd.model.expressions import legacy_partition_value, partition_value
 from daxd.model.keys import TableSchema
 from daxd.model.values import normalize_item
 from daxd.observability import Metrics
+from daxd.policy import TablePolicies
 
 log = logging.getLogger("daxd.accelerator")
 
@@ -69,6 +70,8 @@ _FLUSHING_CONTROL_PLANE = frozenset({"UpdateTable", "DeleteTable", "RestoreTable
 _PARTIQL = frozenset({"ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction"})
 #: Request fields that change a Query/Scan response only by adding ConsumedCapacity.
 _NOT_IN_QUERY_KEY = ("ReturnConsumedCapacity",)
+#: Tables whose effective policy is remembered (names come from clients: bounded, cleared when full).
+POLICY_MEMO_MAX = 10_000
 #: Seconds of disagreement allowed between DynamoDB's clock (a stream record's
 #: creation time) and ours when judging whether a local write may be newer.
 STREAM_CLOCK_MARGIN = 1.0
@@ -86,6 +89,8 @@ class CacheSettings:
     read_only_control_plane: bool = False
     #: Only these tables are cached (None: all).
     tables: frozenset[str] | None = None
+    #: Per-table overrides of the above (``[tables.NAME]``, daxd.policy); unmatched tables use the globals.
+    policies: TablePolicies = field(default_factory=TablePolicies)
 
     def __post_init__(self) -> None:
         if self.item_ttl < 0 or self.query_ttl < 0:
@@ -94,6 +99,24 @@ class CacheSettings:
             raise ValueError("cache_size must be > 0 bytes")
         if self.consistent_window < 0:
             raise ValueError("consistent_window must be >= 0 seconds")
+
+
+@dataclass(frozen=True, slots=True)
+class TableCachePolicy:
+    """How one table is cached: the global settings with its ``[tables.X]`` section applied."""
+
+    #: Whether the table is cached at all (False: every request is forwarded, nothing stored).
+    cache: bool
+    item_ttl: float
+    query_ttl: float
+    #: Whether Query/Scan pages of the table are cached.
+    query_cache: bool
+    #: The ``[tables.X]`` pattern that matched (None: the global flags).
+    rule: str | None
+
+    def describe(self) -> dict[str, Any]:
+        return {"cache": self.cache, "item_ttl": self.item_ttl, "query_ttl": self.query_ttl,
+                "query_cache": self.query_cache, "rule": self.rule}
 
 
 def dumps(value: Any) -> bytes:
@@ -110,8 +133,11 @@ class Accelerator:
         self.store: Store[tuple[Any, ...], Any] = Store(self.settings.cache_size, timer=timer)
         flushes = Generations()
         self.flushes = flushes
-        self.items = ItemCache(self.store, ttl=self.settings.item_ttl, flushes=flushes, timer=timer)
-        self.queries = QueryCache(self.store, ttl=self.settings.query_ttl, flushes=flushes, timer=timer)
+        self._policies: dict[str, TableCachePolicy] = {}
+        self.items = ItemCache(self.store, ttl=self.settings.item_ttl, flushes=flushes, timer=timer,
+                               ttl_of=lambda table: self.policy(table).item_ttl)
+        self.queries = QueryCache(self.store, ttl=self.settings.query_ttl, flushes=flushes, timer=timer,
+                                  ttl_of=lambda table: self.policy(table).query_ttl)
         self.schemas: dict[str, TableSchema] = {}
         #: Tables read through the cache, schema known or not: what a stream tailer follows.
         self.tables_seen: set[str] = set()
@@ -319,7 +345,7 @@ class Accelerator:
 
     def _query(self, req: dict[str, Any], raw: bytes | None, operation: str = "Query") -> Plan:
         table = _table(req)
-        if req.get("ConsistentRead") is True or not self.queries.enabled or not self._cached(table):
+        if req.get("ConsistentRead") is True or not self.policy(table).query_cache:
             return (yield from self._forward(operation, req, raw))
         partition = None
         if operation == "Query" and not req.get("IndexName"):
@@ -582,8 +608,39 @@ class Accelerator:
         keys.check_key(key, schema.key)
         return keys.canonical_key(key), keys.partition_of(key, schema.key)
 
+    def policy(self, table: str) -> TableCachePolicy:
+        """The one place a table's cache policy is decided (remembered per table name)."""
+        found = self._policies.get(table)
+        if found is None:
+            if len(self._policies) >= POLICY_MEMO_MAX:
+                self._policies.clear()
+            found = self._policies[table] = self._resolve_policy(table)
+        return found
+
+    def _resolve_policy(self, table: str) -> TableCachePolicy:
+        s = self.settings
+        matched = s.policies.match(table)
+        rule, section = matched if matched is not None else (None, None)
+        cache = (s.tables is None or table in s.tables) and (section is None or section.cache)
+        item_ttl = section.item_ttl if section is not None and section.item_ttl is not None else s.item_ttl
+        query_ttl = section.query_ttl if section is not None and section.query_ttl is not None else s.query_ttl
+        query_cache = cache and query_ttl > 0 and (section is None or section.query_cache)
+        return TableCachePolicy(cache, item_ttl, query_ttl, query_cache, rule)
+
+    def policies_view(self) -> dict[str, Any]:
+        """What ``GET /tables`` and ``daxd status`` show: the defaults, the sections, each known table's policy."""
+        s = self.settings
+        tables = sorted(self.tables_seen | set(self.schemas) | set(s.tables or ()) |
+                        {name for name in s.policies.rules if not name.endswith("*")})
+        return {
+            "default": {"cache": s.tables is None, "item_ttl": s.item_ttl, "query_ttl": s.query_ttl,
+                        "query_cache": s.query_ttl > 0},
+            "rules": {name: section.describe() for name, section in s.policies.rules.items()},
+            "tables": {name: self.policy(name).describe() for name in tables[:1000]},
+        }
+
     def _cached(self, table: str) -> bool:
-        return self.settings.tables is None or table in self.settings.tables
+        return self.policy(table).cache
 
     def _window_start(self) -> float:
         return self.timer() - self.settings.consistent_window

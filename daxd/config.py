@@ -14,7 +14,10 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from daxd.policy import TablePolicies
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
@@ -85,6 +88,8 @@ class Settings:
     peers: str | None = None
     #: Seconds between health probes of each peer.
     health_interval: float = 1.0
+    #: Per-table cache policy, the file's ``[tables.NAME]`` sections (daxd.policy); file only, no flag or env.
+    tables: TablePolicies | None = None
 
     def __post_init__(self) -> None:
         for name in ("http_port", "dax_port", "admin_port", "dax_tls_port", "http_tls_port"):
@@ -122,11 +127,16 @@ class Settings:
 
 
 _FIELDS = {f.name: f for f in fields(Settings)}
+#: Settings only the TOML file can give (structured: no flag, no environment variable).
+_FILE_ONLY = frozenset({"tables"})
 
 
 def _coerce(name: str, value: Any) -> Any:
     """Turn a string from the environment or a TOML value into the field's type."""
     kind = _FIELDS[name].type
+    if name == "tables":
+        from daxd.policy import parse_tables
+        return parse_tables(value)
     try:
         if name == "cache_size":
             return parse_size(value)
@@ -147,7 +157,7 @@ def _coerce(name: str, value: Any) -> Any:
 def env_settings(environ: Mapping[str, str]) -> dict[str, Any]:
     """The ``DAXD_*`` variables that name a setting."""
     found = {}
-    for name in _FIELDS:
+    for name in _FIELDS.keys() - _FILE_ONLY:
         value = environ.get("DAXD_" + name.upper())
         if value is not None and value != "":
             found[name] = value
@@ -158,7 +168,9 @@ def file_settings(path: Path | None) -> dict[str, Any]:
     """The settings in a TOML file (top level, or a ``[daxd]`` table).
 
     A ``[keys]`` table there (access key id -> secret) makes the file its own
-    ``auth_keys`` unless the file names another one.
+    ``auth_keys`` unless the file names another one (its ``[permissions]`` are
+    read with the keys, by daxd.auth). ``[tables.NAME]`` sections are the
+    per-table cache policy (daxd.policy).
     """
     if path is None:
         return {}
@@ -167,12 +179,17 @@ def file_settings(path: Path | None) -> dict[str, Any]:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"config file {path}: {exc}") from None
     data = document.get("daxd", document)
-    unknown = set(data) - set(_FIELDS) - {"keys"}
+    unknown = set(data) - set(_FIELDS) - {"keys", "permissions"}
     if unknown:
         raise ConfigError(f"config file {path}: unknown setting(s) {', '.join(sorted(unknown))}")
     found = {k: v for k, v in data.items() if k in _FIELDS}
+    if "tables" in found:
+        from daxd.policy import parse_tables
+        found["tables"] = parse_tables(found["tables"], f"config file {path}")
     if ("keys" in data or "keys" in document) and "auth_keys" not in found:
         found["auth_keys"] = str(path)
+    if ("permissions" in data or "permissions" in document) and found.get("auth_keys") != str(path):
+        raise ConfigError(f"config file {path}: [permissions] must be in the same file as the [keys] they restrict")
     return found
 
 

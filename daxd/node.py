@@ -25,7 +25,7 @@ from prometheus_client import ProcessCollector
 
 from daxd import __version__
 from daxd.accelerator import Accelerator, CacheSettings
-from daxd.auth import DaxAuthenticator, http_authorizer, load_keys
+from daxd.auth import DaxAuthenticator, KeyRing, http_authorizer
 from daxd.cluster.membership import Address, Membership, PeerListError, find_self, parse_peers
 from daxd.cluster.node import Cluster, peer_credentials
 from daxd.cluster.streams import StreamCollector, StreamsUpstream, StreamTailer, streams_endpoint
@@ -38,6 +38,7 @@ from daxd.frontends.dax.attrs import AttributeListTable
 from daxd.frontends.dax.service import DaxService
 from daxd.frontends.http import DynamoDBApp, error_response
 from daxd.observability import Metrics
+from daxd.policy import TablePolicies
 from daxd.stats import Sampler
 from daxd.upstream import health as upstream_health
 from daxd.upstream.client import BotocoreCredentials, Upstream, aws_endpoint
@@ -186,19 +187,25 @@ class Node:
             item_ttl=settings.item_ttl, query_ttl=settings.query_ttl, cache_size=settings.cache_size,
             consistent_window=settings.consistent_window,
             read_only_control_plane=settings.control_plane == "read-only",
+            policies=settings.tables or TablePolicies(),
         ), metrics=self.metrics)
         self.embedded: EmbeddedBackend | None = None
         self.upstream: Upstream | None = None
         self.driver: AsyncDriver | None = None
         self.tailer: StreamTailer | None = None
         self.streams_upstream: StreamsUpstream | None = None
-        self.secrets = load_keys(settings.auth_keys) if settings.auth_keys else None
+        #: Keys and per-key permissions (None: no key file, any key is accepted and may do anything).
+        self.keyring = KeyRing(settings.auth_keys, self.metrics) if settings.auth_keys else None
+        self.secrets = self.keyring.secrets if self.keyring is not None else None
         self.tls = tls_context(settings)
         self.attr_lists = AttributeListTable(settings.attribute_lists_max)
         self.dax_state = dax_server.ListenerState(max_connections=settings.dax_max_connections,
                                                   idle_timeout=settings.dax_idle_timeout)
         self.metrics.registry.register(dax_server.DaxCollector(self.attr_lists, self.dax_state))
-        self.cluster = Cluster(membership_of(settings), self.accelerator, credentials=peer_credentials(self.secrets),
+        peer_keys = None  # peers sign with the first key without permission rules
+        if self.keyring is not None:
+            peer_keys = {k: v for k, v in self.keyring.secrets.items() if self.keyring.full_access(k)}
+        self.cluster = Cluster(membership_of(settings), self.accelerator, credentials=peer_credentials(peer_keys),
                                region=self.region, health_interval=settings.health_interval,
                                quiet=settings.consistent_window)
         self.http_port = 0
@@ -253,13 +260,13 @@ class Node:
             self.metrics.registry.register(StreamCollector(self.tailer.stats))
             self.tailer.start()
         authorizer = http_authorizer(self.secrets) if self.secrets is not None else None
-        api = DynamoDBApp(self.driver, self.metrics, authorizer)
+        api = DynamoDBApp(self.driver, self.metrics, authorizer, self.keyring)
         self.http_port = await self._listen(api, s.http_port, error_response=error_response)
         self.admin_port = await self._listen(admin.AdminApp(self), s.admin_port)
         service = DaxService(self.driver, self.attr_lists,
                              authenticator=DaxAuthenticator(self.secrets) if self.secrets is not None else None,
                              hostname=advertised_hostname(s.host), availability_zone=f"{self.region}a",
-                             cluster=self.cluster, cluster_port=s.dax_port or None)
+                             cluster=self.cluster, cluster_port=s.dax_port or None, keyring=self.keyring)
         self.dax_port = await self._listen_dax(service, s.dax_port, None)
         service.cluster_port = self.dax_port
         self.cluster.start()
@@ -342,8 +349,8 @@ class Node:
         if self.tls is not None:
             lines += [f"DAX over TLS on daxs://{host}:{self.dax_tls_port}",
                       f"DynamoDB API over TLS on https://{host}:{self.http_tls_port}"]
-        if self.secrets is not None:
-            lines.append(f"authentication on: {len(self.secrets)} access key(s) from {s.auth_keys}")
+        if self.keyring is not None:
+            lines.append(f"authentication on: {self.keyring.describe()}")
         lines.append(f"configuration: {effective_configuration(s, self.region, self.upstream, self.tls)}")
         for line in lines:
             startup_log.info("%s", line)
@@ -362,6 +369,13 @@ class Node:
         if self.secrets is None and not is_loopback(s.host):
             log.warning("listening on %s without --auth-keys: anyone who can reach these ports acts "
                         "with this node's AWS credentials", s.host)
+
+    def reload_keys(self) -> tuple[bool, str]:
+        """Re-read the key file (SIGHUP, ``POST /auth/reload``); open connections stay open."""
+        if self.keyring is None:
+            log.warning("no key file to reload: the node runs without --auth-keys")
+            return False, "the node runs without a key file (--auth-keys)"
+        return self.keyring.reload()
 
     async def ready(self) -> tuple[bool, str]:
         """Readiness: listeners up and the upstream answered recently (probing it if not)."""
@@ -416,6 +430,7 @@ async def serve(settings: Settings) -> None:
 
     The handlers go in before the node starts: a supervisor may signal as soon
     as the start-up lines appear, and that must still be a graceful stop.
+    SIGHUP re-reads the key file.
     """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -433,6 +448,7 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, first_signal)
     node = Node(settings)
+    loop.add_signal_handler(signal.SIGHUP, node.reload_keys)
     await node.start()
     await stop.wait()
     await node.stop()

@@ -43,6 +43,7 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "daxd_error_request_count": ("Requests answered with a client error (4xx).", "operation"),
     "daxd_fault_request_count": ("Requests answered with a server error (5xx).", "operation"),
     "daxd_throttled_request_count": ("Requests throttled by DynamoDB.", "operation"),
+    "daxd_access_denied": ("Requests refused by the access key's permissions (AccessDeniedException).", "key"),
 }
 HISTOGRAMS: dict[str, str] = {
     "daxd_request_latency_seconds": "Time to answer a request, by operation.",
@@ -127,6 +128,10 @@ class Metrics:
                 self._inc("daxd_throttled_request_count", operation)
             fault = getattr(error, "status", 500) >= 500
             self._inc("daxd_fault_request_count" if fault else "daxd_error_request_count", operation)
+
+    def access_denied(self, key: str) -> None:
+        """One request refused by per-key permissions (the label set is bounded by the key file)."""
+        self._inc("daxd_access_denied", key)
 
     def upstream(self, operation: str, seconds: float) -> None:
         self._observe("daxd_upstream_latency_seconds", operation, seconds)

@@ -222,6 +222,7 @@ class Cluster:
         status = self.summary()
         if body.get("view") is True:
             status["nodes"] = self.membership.view()
+            status["table_policies"] = self.accelerator.policies_view()
         return status
 
     def _flush_if_asked(self, body: Mapping[str, Any]) -> None:

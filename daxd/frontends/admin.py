@@ -6,6 +6,8 @@
 ``POST /cache/flush`` drop every entry, or one table's with ``?table=NAME``
 ``GET /metrics``      Prometheus text format
 ``GET /cluster``      JSON: this node's figures, every peer's health and role, stream lag per table
+``GET /tables``       JSON: each table's effective cache policy (defaults, ``[tables.X]`` sections, known tables)
+``POST /auth/reload`` re-read the key file (as SIGHUP does); a file that does not parse keeps the old one (409)
 """
 
 from __future__ import annotations
@@ -47,6 +49,11 @@ class AdminApp:
             return HttpResponse(200, self.node.metrics.render(), content_type=b"text/plain; version=0.0.4")
         if route == ("GET", "/cluster"):
             return _json(200, self.node.cluster.view())
+        if route == ("GET", "/tables"):
+            return _json(200, self.node.accelerator.policies_view())
+        if route == ("POST", "/auth/reload"):
+            reloaded, message = self.node.reload_keys()
+            return _json(200 if reloaded else 409, {"reloaded": reloaded, "message": message})
         if route == ("POST", "/cache/flush"):
             table = parse_qs(url.query).get("table", [None])[0]
             flushed = self.node.accelerator.flush(table)

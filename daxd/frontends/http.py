@@ -5,6 +5,10 @@ into DynamoDB's exact response shape. It holds no cache policy. Bad input is
 answered as DynamoDB answers it (400 ``SerializationException`` for bad JSON,
 400 ``UnknownOperationException`` for a missing or foreign target, 413 for an
 oversized body), never with a traceback.
+
+With a key file, each request is authenticated (the authorizer returns the
+signing key) and then checked against the key's permissions
+(:meth:`daxd.auth.KeyRing.check`) before the cache is consulted.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from daxd.accelerator import ItemRef, Plan, item_body
 from daxd.cache.item_cache import CachedItem
@@ -23,6 +27,9 @@ from daxd.messages import Response, parse_body
 from daxd.model.errors import DaxdError, InternalServerError, RequestTooLarge, UnknownOperationException
 from daxd.observability import Metrics
 
+if TYPE_CHECKING:
+    from daxd.auth import KeyRing
+
 log = logging.getLogger("daxd.http")
 
 TARGET_PREFIX = b"DynamoDB_20120810."
@@ -30,18 +37,21 @@ TARGET_PREFIX = b"DynamoDB_20120810."
 ITEM_REFS_MAX = 16_384
 _JSON_TYPES = frozenset({b"", b"application/x-amz-json-1.0", b"application/x-amz-json-1.1", b"application/json"})
 
-#: Checks a request's identity (SigV4); raises a DaxdError to refuse it. None: accept all.
-Authorizer = Callable[[HttpRequest], None]
+#: Checks a request's identity (SigV4): returns the access key id, raises a DaxdError to refuse it.
+Authorizer = Callable[[HttpRequest], str]
 
 
 class DynamoDBApp:
     """An HTTP application answering DynamoDB API calls through the Accelerator."""
 
-    def __init__(self, driver: AsyncDriver, metrics: Metrics, authorizer: Authorizer | None = None) -> None:
+    def __init__(self, driver: AsyncDriver, metrics: Metrics, authorizer: Authorizer | None = None,
+                 keyring: KeyRing | None = None) -> None:
         self.driver = driver
         self.accelerator = driver.accelerator
         self.metrics = metrics
         self.authorizer = authorizer
+        #: Per-key permissions (None: no key file, every request may do anything).
+        self.keyring = keyring
         self._ids = itertools.count(1)
         self._item_refs: dict[bytes, ItemRef] = {}
 
@@ -50,15 +60,19 @@ class DynamoDBApp:
         operation = "Unknown"
         try:
             operation = self._operation(request)
-            if self.authorizer is not None:
-                self.authorizer(request)
+            key = self.authorizer(request) if self.authorizer is not None else None
+            data = None
+            if self.keyring is not None and not self.keyring.full_access(key):
+                data = parse_body(request.body)
+                self.keyring.check(key, operation, data)
             if operation == "GetItem":  # the hot path: a hit needs no plan, a miss reuses the lookup's key
                 found = self._get_item(request.body)
                 if isinstance(found, CachedItem):
                     return self._ok(Response(body=item_body(found.item)), operation, started)
                 outcome = self.driver.start(found)
             else:
-                outcome = self.driver.begin(operation, parse_body(request.body), request.body)
+                outcome = self.driver.begin(operation, parse_body(request.body) if data is None else data,
+                                            request.body)
         except DaxdError as exc:
             return self._error(exc, operation, started)
         if isinstance(outcome, Response):
