@@ -43,6 +43,7 @@ from daxd.model import keys
 from daxd.model.errors import AccessDeniedException, DaxdError, ResourceNotFoundException, ValidationException
 from daxd.model.expressions import legacy_partition_value, partition_value
 from daxd.model.keys import TableSchema
+from daxd.model.requests import check_request
 from daxd.model.values import normalize_item
 from daxd.observability import Metrics
 
@@ -69,6 +70,8 @@ _FLUSHING_CONTROL_PLANE = frozenset({"UpdateTable", "DeleteTable", "RestoreTable
 _PARTIQL = frozenset({"ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction"})
 #: Request fields that change a Query/Scan response only by adding ConsumedCapacity.
 _NOT_IN_QUERY_KEY = ("ReturnConsumedCapacity",)
+#: Keys DynamoDB accepts in one BatchGetItem (more: its ValidationException, never a cache answer).
+MAX_BATCH_GET_KEYS = 100
 #: Seconds of disagreement allowed between DynamoDB's clock (a stream record's
 #: creation time) and ours when judging whether a local write may be newer.
 STREAM_CLOCK_MARGIN = 1.0
@@ -139,6 +142,7 @@ class Accelerator:
 
     def plan(self, operation: str, request: dict[str, Any], raw: bytes | None = None) -> Plan:
         """The plan for one operation. ``raw`` is the request's JSON if the caller has it."""
+        check_request(operation, request)  # refused as DynamoDB refuses it, before any policy reads it
         handler = self._handlers.get(operation)
         if handler is not None:
             return handler(request, raw)
@@ -191,6 +195,8 @@ class Accelerator:
         Raises:
             ValidationException: the key is not a map of AttributeValues.
         """
+        if len(req) > 2 or "Key" not in req:  # more than TableName and Key: the model checks the rest
+            check_request("GetItem", req)
         table = req.get("TableName")
         if (not isinstance(table, str) or req.get("ConsistentRead") is True or not self._cached(table)
                 or "ReturnConsumedCapacity" in req):
@@ -258,13 +264,15 @@ class Accelerator:
         since = self._window_start()
         for table, spec in request_items.items():
             found[table] = []
-            if not isinstance(spec, dict) or spec.get("ConsistentRead") is True or not self._cached(table):
-                misses[table] = spec
+            listed = spec.get("Keys") if isinstance(spec, dict) else None
+            canonical = [keys.canonical_key(k) for k in listed] if isinstance(listed, list) else []
+            if (not isinstance(spec, dict) or spec.get("ConsistentRead") is True or not self._cached(table)
+                    or not 0 < len(set(canonical)) == len(canonical) <= MAX_BATCH_GET_KEYS):
+                misses[table] = spec  # DynamoDB answers it, and refuses what it must (no keys, duplicates)
                 continue
             projection = _projection(spec)
             missing: list[Any] = []
-            for key_av in spec.get("Keys") or ():
-                key = keys.canonical_key(key_av)
+            for key_av, key in zip(listed or (), canonical, strict=True):
                 hit = self.items.get(table, key, projection)
                 if hit is None:
                     self.metrics.item_miss(table)
