@@ -1,7 +1,7 @@
 """Hypothesis strategies: DynamoDB JSON request bodies, well formed and of every wrong shape.
 
 Used by the model's property test (tests/unit/test_bad_shapes.py) and by the
-differential test against DynamoDB Local (tests/integration/test_bad_shapes.py).
+differential test against DynamoDB Local (tests/integration/test_malformed_bodies.py).
 Bodies target a table ``TABLE`` keyed ``pk`` (S) and ``sk`` (N); each place an
 AttributeValue or a container goes may instead hold a value of the wrong JSON
 type, a null, an empty or multi-typed AttributeValue, a bad number, or nested
