@@ -22,7 +22,7 @@ from typing import Any
 import botocore.model
 import botocore.session
 
-from daxd.model.values import check_binary, check_map_types, check_types, normalize_item, normalize_value, wrong_type
+from daxd.model.values import check_binary, check_map_types, check_types, validate_map, validate_value, wrong_type
 
 #: Checks one JSON value against a shape; raises SerializationException (or, for
 #: AttributeValues, ValidationException) when DynamoDB would.
@@ -60,7 +60,7 @@ def _operation_checkers(operation: str) -> tuple[Checker, Checker] | None:
     if shape is None:
         return None
     return (_compile(shape, {}, (check_types, check_map_types)),
-            _compile(shape, {}, (normalize_value, _attribute_map), scalars=False))
+            _compile(shape, {}, (validate_value, validate_map), scalars=False))
 
 
 def _compile(shape: botocore.model.Shape, done: dict[str, Checker], values: tuple[Checker, Checker], *,
@@ -78,13 +78,15 @@ def _compile(shape: botocore.model.Shape, done: dict[str, Checker], values: tupl
         members: dict[str, Checker] = {}
         checker = _structure(shape.name, members)
         done[shape.name] = checker
-        members.update({name: _compile(member, done, values, scalars=scalars)
-                        for name, member in shape.members.items()})
+        compiled = {name: _compile(member, done, values, scalars=scalars) for name, member in shape.members.items()}
+        members.update({name: c for name, c in compiled.items() if c is not _anything})  # nothing to check: skipped
         return checker
     if isinstance(shape, botocore.model.ListShape):
-        return _list(_compile(shape.member, done, values, scalars=scalars))
+        element = _compile(shape.member, done, values, scalars=scalars)
+        return _anything if element is _anything and not scalars else _list(element)
     if isinstance(shape, botocore.model.MapShape):
-        return _map(_compile(shape.value, done, values, scalars=scalars))
+        element = _compile(shape.value, done, values, scalars=scalars)
+        return _anything if element is _anything and not scalars else _map(element)
     return _SCALARS.get(shape.type_name, _anything) if scalars else _anything
 
 
@@ -117,10 +119,6 @@ def _map(element: Checker) -> Checker:
             if inner is not None:
                 element(inner)
     return check
-
-
-def _attribute_map(value: Any) -> None:
-    normalize_item(value, "Map")
 
 
 def _string(value: Any) -> None:

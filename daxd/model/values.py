@@ -175,6 +175,20 @@ def normalize_value(value: Any) -> Any:
     return _normalize(value)
 
 
+def validate_value(value: Any) -> None:
+    """The validation step alone, for a value whose types were checked (:func:`check_types`).
+
+    Raises:
+        ValidationException: see :func:`normalize_value`.
+    """
+    _normalize(value)
+
+
+def validate_map(item: Any) -> None:
+    """:func:`validate_value` for a map of AttributeValues whose types were checked."""
+    _normalize_map(item, "Map")
+
+
 def _normalize(value: Any) -> Any:
     """:func:`normalize_value` for a value whose types were checked."""
     if not isinstance(value, dict):
