@@ -43,6 +43,8 @@ def check_request(operation: str, request: dict[str, Any]) -> None:
         SerializationException: a member has the wrong JSON type for DynamoDB's API model.
         ValidationException: an AttributeValue is invalid (see :func:`~daxd.model.values.normalize_value`).
     """
+    if operation not in _operations():  # the name comes from the client: never a cache key unless known
+        return
     checkers = _operation_checkers(operation)
     if checkers is not None:
         types, values = checkers
@@ -51,12 +53,14 @@ def check_request(operation: str, request: dict[str, Any]) -> None:
 
 
 @functools.cache
+def _operations() -> frozenset[str]:
+    return frozenset(_service_model().operation_names)
+
+
+@functools.cache
 def _operation_checkers(operation: str) -> tuple[Checker, Checker] | None:
     """The operation's two passes: JSON types everywhere, then the AttributeValues' validity."""
-    model = _service_model()
-    if operation not in model.operation_names:
-        return None
-    shape = model.operation_model(operation).input_shape
+    shape = _service_model().operation_model(operation).input_shape
     if shape is None:
         return None
     return (_compile(shape, {}, (check_types, check_map_types)),

@@ -117,3 +117,14 @@ def test_each_wrong_shape_gets_dynamodbs_error_class(value: Any, error: type[Dax
 def test_null_members_are_absent_and_unknown_members_ignored_then_dropped() -> None:
     assert normalize_value({"S": "x", "N": None, "Q": 1}) == {"S": "x"}
     assert normalize_item({"m": {"M": {"n": {"N": "1.0", "L": None}}}}) == {"m": {"M": {"n": {"N": "1"}}}}
+
+
+def test_unknown_operation_names_pass_and_are_not_remembered() -> None:
+    """The operation name comes from the client: a cache keyed by it would grow without bound."""
+    from daxd.model import requests as module
+
+    module.check_request("GetItem", {"TableName": TABLE})
+    before = module._operation_checkers.cache_info().currsize
+    for index in range(50):
+        module.check_request(f"NoSuchOperation{index}", {"Key": []})
+    assert module._operation_checkers.cache_info().currsize == before
