@@ -28,7 +28,7 @@ import logging
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -43,6 +43,7 @@ from daxd.model import keys
 from daxd.model.errors import AccessDeniedException, DaxdError, ResourceNotFoundException, ValidationException
 from daxd.model.expressions import legacy_partition_value, partition_value
 from daxd.model.keys import TableSchema
+from daxd.model.requests import check_request
 from daxd.model.values import normalize_item
 from daxd.observability import Metrics
 from daxd.policy import TablePolicies
@@ -72,6 +73,8 @@ _PARTIQL = frozenset({"ExecuteStatement", "BatchExecuteStatement", "ExecuteTrans
 _NOT_IN_QUERY_KEY = ("ReturnConsumedCapacity",)
 #: Tables whose effective policy is remembered (names come from clients: bounded, cleared when full).
 POLICY_MEMO_MAX = 10_000
+#: Keys DynamoDB accepts in one BatchGetItem (more: its ValidationException, never a cache answer).
+MAX_BATCH_GET_KEYS = 100
 #: Seconds of disagreement allowed between DynamoDB's clock (a stream record's
 #: creation time) and ours when judging whether a local write may be newer.
 STREAM_CLOCK_MARGIN = 1.0
@@ -165,6 +168,7 @@ class Accelerator:
 
     def plan(self, operation: str, request: dict[str, Any], raw: bytes | None = None) -> Plan:
         """The plan for one operation. ``raw`` is the request's JSON if the caller has it."""
+        check_request(operation, request)  # refused as DynamoDB refuses it, before any policy reads it
         handler = self._handlers.get(operation)
         if handler is not None:
             return handler(request, raw)
@@ -210,16 +214,19 @@ class Accelerator:
     def item_ref(self, req: dict[str, Any]) -> ItemRef | None:
         """Where a GetItem's answer lives in the item cache: (table, canonical key, projection).
 
-        None for a read the cache never answers (``ConsistentRead``, consumed
-        capacity, a table not cached). A pure function of the request, so a
-        front end may keep it by the request's bytes (:meth:`get_item_at`).
+        None unless the cache answers the read (:meth:`answers_from_cache`) with
+        the bare entry: a read asking for ``ReturnConsumedCapacity`` is answered
+        from the cache too, but by :meth:`plan`, which adds the capacity. A pure
+        function of the request, so a front end may keep it by the request's
+        bytes (:meth:`get_item_at`).
 
         Raises:
-            ValidationException: the key is not a map of AttributeValues.
+            SerializationException, ValidationException: the request is malformed.
         """
+        if len(req) > 2 or "Key" not in req:  # more than TableName and Key: the model checks the rest
+            check_request("GetItem", req)
         table = req.get("TableName")
-        if (not isinstance(table, str) or req.get("ConsistentRead") is True or not self._cached(table)
-                or "ReturnConsumedCapacity" in req):
+        if not self.answers_from_cache(table, req) or "ReturnConsumedCapacity" in req:
             return None
         return table, keys.canonical_key(req.get("Key")), _projection(req)
 
@@ -233,9 +240,19 @@ class Accelerator:
         hit = self.cached_item_at(ref)
         return hit if hit is not None else self._fetch_item(req, raw, *ref)
 
+    def answers_from_cache(self, table: object, read: dict[str, Any]) -> TypeGuard[str]:
+        """The cacheability rule, for every read path (GetItem, BatchGetItem's tables, Query, Scan).
+
+        An eventually consistent read of a cached table is answered from the
+        cache. ``ReturnConsumedCapacity`` does not change that: a hit reports
+        the zero units it took from DynamoDB, in DynamoDB's shape; a miss
+        reports DynamoDB's figure for the caller's own read mode.
+        """
+        return isinstance(table, str) and read.get("ConsistentRead") is not True and self._cached(table)
+
     def _get_item(self, req: dict[str, Any], raw: bytes | None) -> Plan:
         table = _table(req)
-        if req.get("ConsistentRead") is True or not self._cached(table):
+        if not self.answers_from_cache(table, req):
             return (yield from self._forward("GetItem", req, raw))
         key = keys.canonical_key(req.get("Key"))
         projection = _projection(req)
@@ -253,11 +270,14 @@ class Accelerator:
         self.metrics.item_miss(table)
         self.tables_seen.add(table)
         token = self.items.token(table, key)
-        if self.items.changed_since(table, key, self._window_start()):
+        upgraded = self.items.changed_since(table, key, self._window_start())
+        if upgraded:
             req, raw = {**(req if req is not None else orjson.loads(raw or b"{}")), "ConsistentRead": True}, None
         elif req is None:
             req = {"TableName": table}  # raw is the request: _send forwards it as it came
         body = yield from self._send("GetItem", req, raw, shared=True)
+        if upgraded and _asks_capacity(req):
+            body = dumps(_as_eventually_consistent(orjson.loads(body)))
         if self.fill_later is not None:
             self.fill_later(lambda: self._fill_item(table, key, projection, body, token))
             return Response(body=body)
@@ -284,16 +304,19 @@ class Accelerator:
         found: dict[str, list[bytes]] = {}
         misses: dict[str, dict[str, Any]] = {}
         tokens: dict[tuple[str, bytes], tuple[int, int]] = {}
+        upgraded: set[str] = set()  # tables read consistently for read-your-writes: capacity as asked
         since = self._window_start()
         for table, spec in request_items.items():
             found[table] = []
-            if not isinstance(spec, dict) or spec.get("ConsistentRead") is True or not self._cached(table):
-                misses[table] = spec
+            listed = spec.get("Keys") if isinstance(spec, dict) else None
+            canonical = [keys.canonical_key(k) for k in listed] if isinstance(listed, list) else []
+            if (not isinstance(spec, dict) or not self.answers_from_cache(table, spec)
+                    or not 0 < len(set(canonical)) == len(canonical) <= MAX_BATCH_GET_KEYS):
+                misses[table] = spec  # DynamoDB answers it, and refuses what it must (no keys, duplicates)
                 continue
             projection = _projection(spec)
             missing: list[Any] = []
-            for key_av in spec.get("Keys") or ():
-                key = keys.canonical_key(key_av)
+            for key_av, key in zip(listed or (), canonical, strict=True):
                 hit = self.items.get(table, key, projection)
                 if hit is None:
                     self.metrics.item_miss(table)
@@ -307,10 +330,13 @@ class Accelerator:
                 misses[table] = {**spec, "Keys": missing}
                 if any(self.items.changed_since(table, keys.canonical_key(k), since) for k in missing):
                     misses[table]["ConsistentRead"] = True
+                    upgraded.add(table)
+        mode = req.get("ReturnConsumedCapacity")
         if not misses:
-            return Response(body=_batch_get_body(found))
+            return Response(body=_batch_get_body(found, mode))
         upstream_req = {**req, "RequestItems": misses}
         data = orjson.loads((yield from self._send("BatchGetItem", upstream_req, None)))
+        _batch_capacity(data, mode, [t for t in found if t not in misses], upgraded)
         for table, spec in misses.items():
             if not isinstance(spec, dict) or not any(t == table for t, _ in tokens):
                 continue
@@ -345,7 +371,7 @@ class Accelerator:
 
     def _query(self, req: dict[str, Any], raw: bytes | None, operation: str = "Query") -> Plan:
         table = _table(req)
-        if req.get("ConsistentRead") is True or not self.policy(table).query_cache:
+        if not self.queries.enabled or not self.policy(table).query_cache or not self.answers_from_cache(table, req):
             return (yield from self._forward(operation, req, raw))
         partition = None
         if operation == "Query" and not req.get("IndexName"):
@@ -360,13 +386,16 @@ class Accelerator:
         self.metrics.query_miss(operation, table)
         self.tables_seen.add(table)
         token = self.queries.token(table, partition)
-        if not req.get("IndexName") and self.queries.changed_since(table, partition, self._window_start()):
+        upgraded = not req.get("IndexName") and self.queries.changed_since(table, partition, self._window_start())
+        if upgraded:
             req, raw = {**req, "ConsistentRead": True}, None
         body = yield from self._send(operation, req, raw, shared=True)
         data = orjson.loads(body)
         stored = body
         if "ConsumedCapacity" in data:
             stored = dumps({k: v for k, v in data.items() if k != "ConsumedCapacity"})
+            if upgraded:
+                body = dumps(_as_eventually_consistent(data))
         self.queries.fill(table, request_key, partition, stored, token)
         return Response(body=body, data=data)
 
@@ -707,6 +736,47 @@ def _with_capacity(body: bytes, table: str, capacity: Any) -> bytes:
     return body[:-1] + separator + b'"ConsumedCapacity":' + _capacity(table, capacity) + b"}"
 
 
-def _batch_get_body(found: dict[str, list[bytes]]) -> bytes:
+def _batch_get_body(found: dict[str, list[bytes]], mode: Any) -> bytes:
     tables = b",".join(dumps(t) + b":[" + b",".join(items) + b"]" for t, items in found.items())
-    return b'{"Responses":{' + tables + b'},"UnprocessedKeys":{}}'
+    if mode not in ("TOTAL", "INDEXES"):
+        return b'{"Responses":{' + tables + b'},"UnprocessedKeys":{}}'
+    capacity = b",".join(_capacity(t, mode) for t in found)
+    return b'{"Responses":{' + tables + b'},"UnprocessedKeys":{},"ConsumedCapacity":[' + capacity + b"]}"
+
+
+def _batch_capacity(data: dict[str, Any], mode: Any, from_cache: list[str], upgraded: set[str]) -> None:
+    """A partly cached BatchGetItem's ConsumedCapacity: DynamoDB's entries for the tables it read
+    (as the caller's read mode would cost), and zero for the tables answered wholly from cache."""
+    if mode not in ("TOTAL", "INDEXES"):
+        return
+    entries = data.setdefault("ConsumedCapacity", [])
+    for entry in entries:
+        if isinstance(entry, dict) and entry.get("TableName") in upgraded:
+            _halve(entry)
+    entries.extend(orjson.loads(_capacity(t, mode)) for t in from_cache)
+
+
+def _asks_capacity(req: dict[str, Any]) -> bool:
+    return req.get("ReturnConsumedCapacity") in ("TOTAL", "INDEXES")
+
+
+def _as_eventually_consistent(data: dict[str, Any]) -> dict[str, Any]:
+    """A response to a read daxd made strongly consistent (read-your-writes) with the
+    ConsumedCapacity the caller's eventually consistent read costs: half, as DynamoDB
+    charges 0.5 unit per 4 KB for those and 1 for strongly consistent ones."""
+    capacity = data.get("ConsumedCapacity")
+    for entry in capacity if isinstance(capacity, list) else [capacity]:
+        if isinstance(entry, dict):
+            _halve(entry)
+    return data
+
+
+def _halve(capacity: dict[str, Any]) -> None:
+    for name in ("CapacityUnits", "ReadCapacityUnits"):
+        if isinstance(capacity.get(name), (int, float)):
+            capacity[name] = capacity[name] / 2
+    inner = [capacity.get("Table"), *(capacity.get("GlobalSecondaryIndexes") or {}).values(),
+             *(capacity.get("LocalSecondaryIndexes") or {}).values()]
+    for part in inner:
+        if isinstance(part, dict):
+            _halve(part)

@@ -250,8 +250,8 @@ class Node:
         self._add_gauges()
         await upstream_health.probe_at_start(self.upstream.health, self._probe_upstream, STARTUP_PROBE_CAP)
         self.driver = AsyncDriver(self.accelerator, self.upstream)
+        self.streams_upstream = self._make_streams_upstream()  # also serves the Streams API on the HTTP port
         if s.streams == "on" and s.upstream != "embedded":
-            self.streams_upstream = self._make_streams_upstream()
             clustered = self.cluster.membership.clustered
             self.tailer = StreamTailer(self.accelerator, self.streams_upstream,
                                        shard_filter=self.cluster.owns if clustered else None,
@@ -260,7 +260,8 @@ class Node:
             self.metrics.registry.register(StreamCollector(self.tailer.stats))
             self.tailer.start()
         authorizer = http_authorizer(self.secrets) if self.secrets is not None else None
-        api = DynamoDBApp(self.driver, self.metrics, authorizer, self.keyring)
+        api = DynamoDBApp(self.driver, self.metrics, authorizer, self.keyring,
+                          streams=self.streams_upstream.call_streams)
         self.http_port = await self._listen(api, s.http_port, error_response=error_response)
         self.admin_port = await self._listen(admin.AdminApp(self), s.admin_port)
         service = DaxService(self.driver, self.attr_lists,

@@ -49,7 +49,6 @@ HISTOGRAMS: dict[str, str] = {
     "daxd_request_latency_seconds": "Time to answer a request, by operation.",
     "daxd_upstream_latency_seconds": "Time of one upstream call, by operation.",
 }
-_THROTTLING = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"})
 
 
 class Histogram:
@@ -124,7 +123,7 @@ class Metrics:
         self._inc("daxd_total_request_count", operation)
         self._observe("daxd_request_latency_seconds", operation, seconds)
         if error is not None:
-            if getattr(error, "code", "") in _THROTTLING:
+            if getattr(error, "throttling", False):
                 self._inc("daxd_throttled_request_count", operation)
             fault = getattr(error, "status", 500) >= 500
             self._inc("daxd_fault_request_count" if fault else "daxd_error_request_count", operation)

@@ -1,7 +1,10 @@
 """The DynamoDB JSON API front end (``X-Amz-Target: DynamoDB_20120810.<Operation>``).
 
 Translates HTTP requests into operations for the Accelerator and results back
-into DynamoDB's exact response shape. It holds no cache policy. Bad input is
+into DynamoDB's exact response shape. It holds no cache policy. The DynamoDB
+Streams API (``DynamoDBStreams_20120810.<Operation>``) is forwarded untouched
+to the upstream's Streams endpoint, so an application may point every
+DynamoDB client at daxd (as DynamoDB Local allows). Bad input is
 answered as DynamoDB answers it (400 ``SerializationException`` for bad JSON,
 400 ``UnknownOperationException`` for a missing or foreign target, 413 for an
 oversized body), never with a traceback.
@@ -33,20 +36,25 @@ if TYPE_CHECKING:
 log = logging.getLogger("daxd.http")
 
 TARGET_PREFIX = b"DynamoDB_20120810."
+STREAMS_TARGET_PREFIX = b"DynamoDBStreams_20120810."
 #: GetItem request bodies remembered with their cache location (~200 B each: ~3 MiB when full).
 ITEM_REFS_MAX = 16_384
 _JSON_TYPES = frozenset({b"", b"application/x-amz-json-1.0", b"application/x-amz-json-1.1", b"application/json"})
 
 #: Checks a request's identity (SigV4): returns the access key id, raises a DaxdError to refuse it.
 Authorizer = Callable[[HttpRequest], str]
+#: Sends a DynamoDB Streams call (operation, body) upstream: its 2xx body, or raises the
+#: upstream's DaxdError (raw body kept): :meth:`daxd.cluster.streams.StreamsUpstream.call_streams`.
+StreamsForwarder = Callable[[str, bytes], Awaitable[bytes]]
 
 
 class DynamoDBApp:
     """An HTTP application answering DynamoDB API calls through the Accelerator."""
 
     def __init__(self, driver: AsyncDriver, metrics: Metrics, authorizer: Authorizer | None = None,
-                 keyring: KeyRing | None = None) -> None:
+                 keyring: KeyRing | None = None, streams: StreamsForwarder | None = None) -> None:
         self.driver = driver
+        self.streams = streams
         self.accelerator = driver.accelerator
         self.metrics = metrics
         self.authorizer = authorizer
@@ -65,6 +73,8 @@ class DynamoDBApp:
             if self.keyring is not None and not self.keyring.full_access(key):
                 data = parse_body(request.body)
                 self.keyring.check(key, operation, data)
+            if operation.startswith("Streams."):
+                return self._streams(operation, request.body, started)
             if operation == "GetItem":  # the hot path: a hit needs no plan, a miss reuses the lookup's key
                 found = self._get_item(request.body)
                 if isinstance(found, CachedItem):
@@ -88,6 +98,15 @@ class DynamoDBApp:
         except Exception:
             log.exception("internal error answering %s", operation)
             return self._error(InternalServerError("Internal server error"), operation, started)
+
+    async def _streams(self, operation: str, body: bytes, started: float) -> HttpResponse:
+        """A DynamoDB Streams call, forwarded as it came; the upstream's answer (or error body) as it came."""
+        assert self.streams is not None
+        try:
+            reply = await self.streams(operation.removeprefix("Streams."), body)
+        except DaxdError as exc:
+            return self._error(exc, operation, started)
+        return self._ok(Response(body=reply), operation, started)
 
     def _get_item(self, body: bytes) -> CachedItem | Plan:
         """A GetItem's cached entry or plan; the request bytes of cacheable reads are remembered.
@@ -113,9 +132,13 @@ class DynamoDBApp:
         content_type = request.raw_headers.get(b"content-type", b"")
         if content_type not in _JSON_TYPES:
             content_type = content_type.partition(b";")[0].strip().lower()
-        if request.method != "POST" or not target.startswith(TARGET_PREFIX) or content_type not in _JSON_TYPES:
+        if request.method != "POST" or content_type not in _JSON_TYPES:
             raise UnknownOperationException("")
-        return target[len(TARGET_PREFIX):].decode("ascii", "replace")
+        if target.startswith(TARGET_PREFIX):
+            return target[len(TARGET_PREFIX):].decode("ascii", "replace")
+        if target.startswith(STREAMS_TARGET_PREFIX) and self.streams is not None:
+            return "Streams." + target[len(STREAMS_TARGET_PREFIX):].decode("ascii", "replace")
+        raise UnknownOperationException("")
 
     def _ok(self, response: Response, operation: str, started: float) -> HttpResponse:
         self.metrics.request(operation, time.perf_counter() - started)

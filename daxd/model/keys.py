@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from daxd.model.errors import ValidationException
-from daxd.model.values import Item, is_plain_integer, normalize_item, normalize_value
+from daxd.model.values import Item, is_plain_integer, normalize_item, normalize_value, wrong_type
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +82,15 @@ def canonical_key(key: Any) -> bytes:
     """The bytes that identify a key: numbers normalized, attribute names sorted.
 
     Raises:
-        ValidationException: the key is not a map of AttributeValues.
+        SerializationException: the key is not a JSON object, or a value is malformed.
+        ValidationException: the key is missing or empty, or a value is invalid.
     """
-    if not isinstance(key, dict) or not key:
-        raise ValidationException("The provided key element does not match the schema")
+    if not isinstance(key, dict):
+        if key is None:
+            raise ValidationException("The provided key element does not match the schema")
+        raise wrong_type(key, "Key")
+    if not key:
+        raise ValidationException("The number of conditions on the keys is invalid")
     if not all(_is_canonical(value) for value in key.values()):
         key = normalize_item(key)
     return compact(orjson.dumps(key, option=orjson.OPT_SORT_KEYS))

@@ -34,9 +34,6 @@ from daxd.upstream.sigv4 import Credentials, Signer
 
 TARGET_PREFIX = "DynamoDB_20120810."
 CONTENT_TYPE = "application/x-amz-json-1.0"
-#: Error codes the AWS SDKs retry besides 5xx (botocore's ``_retry.json`` "throttling").
-RETRYABLE_CODES = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException",
-                             "RequestLimitExceeded"})
 
 
 class CredentialSource(Protocol):
@@ -278,17 +275,13 @@ class Upstream:
         if not errors_too or 200 <= outcome.status < 300:
             return outcome
         error = from_upstream(outcome.status, outcome.body)
-        if attempt == self.max_attempts or not self._retryable(error):
+        if attempt == self.max_attempts or not error.retryable:
             raise error
         return None
 
     async def close(self) -> None:
         """Close pooled connections."""
         await self._pool.close()
-
-    @staticmethod
-    def _retryable(error: DaxdError) -> bool:
-        return error.status >= 500 or error.code in RETRYABLE_CODES
 
     def _unavailable(self, exc: _Unreachable) -> ServiceUnavailable:
         return ServiceUnavailable(f"DynamoDB endpoint {self.endpoint} unavailable after "
