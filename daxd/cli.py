@@ -67,6 +67,9 @@ def main() -> None:
 @click.option("--peers", help="Every node's DAX address, host:port,host:port,... - the same list on every "
               "node, this one included (default: a cluster of one).")
 @click.option("--health-interval", type=float, help="Seconds between health probes of each peer (default 1).")
+@click.option("--workers", type=int, help="Worker processes sharing the ports and one cache (default 1); more "
+              "than one starts an embedded Valkey for the shared tier unless --valkey is given.")
+@click.option("--valkey", help="Valkey/Redis URL of the shared cache tier (redis://host:port, unix:///path).")
 def serve(config_file: Path | None, **flags: Any) -> None:
     """Run a daxd node."""
     try:
@@ -74,6 +77,14 @@ def serve(config_file: Path | None, **flags: Any) -> None:
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     configure_logging(settings.log_level)
+    if settings.workers > 1:
+        from daxd.workers import supervise
+
+        try:
+            sys.exit(supervise(settings))
+        except OSError as exc:
+            click.echo(f"daxd: cannot start: {exc}", err=True)
+            sys.exit(1)
     from daxd.node import run
 
     try:

@@ -21,6 +21,7 @@ import botocore.session
 from daxd import __version__
 from daxd.accelerator import Accelerator, CacheSettings
 from daxd.auth import DaxAuthenticator, http_authorizer, load_keys
+from daxd.cache.stamps import Stamps
 from daxd.cluster.membership import Address, Membership, PeerListError, find_self, parse_peers
 from daxd.cluster.node import Cluster, peer_credentials
 from daxd.cluster.streams import StreamCollector, StreamsUpstream, StreamTailer, streams_endpoint
@@ -33,8 +34,11 @@ from daxd.frontends.dax.attrs import AttributeListTable
 from daxd.frontends.dax.service import DaxService
 from daxd.frontends.http import DynamoDBApp, error_response
 from daxd.observability import Metrics
+from daxd.tier.client import ValkeyTier
+from daxd.tier.shared import SharedTier
 from daxd.upstream.client import BotocoreCredentials, Upstream, aws_endpoint
 from daxd.upstream.sigv4 import Credentials
+from daxd.workers import WorkerContext
 
 log = logging.getLogger("daxd")
 
@@ -157,6 +161,12 @@ class Node:
         self.cluster = Cluster(membership_of(settings), self.accelerator, credentials=peer_credentials(self.secrets),
                                region=self.region, health_interval=settings.health_interval,
                                quiet=settings.consistent_window)
+        #: Set when this process is one of ``--workers N`` (by the supervisor, through the environment).
+        self.worker = WorkerContext.from_environment()
+        if self.worker is not None:
+            stamps = Stamps(self.worker.stamps, self.worker.index)
+            self.accelerator.items.stamps = self.accelerator.queries.stamps = stamps
+        self.tier: ValkeyTier | None = None
         self.http_port = 0
         self.admin_port = 0
         self.dax_port = 0
@@ -194,7 +204,9 @@ class Node:
     async def start(self) -> None:
         s = self.settings
         self.upstream = self._make_upstream()
-        self.driver = AsyncDriver(self.accelerator, self.upstream)
+        if s.valkey is not None:
+            await self._connect_tier(s.valkey)
+        self.driver = AsyncDriver(self.accelerator, self.upstream, self.tier)
         if s.streams == "on" and s.upstream != "embedded":
             self.streams_upstream = self._make_streams_upstream()
             clustered = self.cluster.membership.clustered
@@ -220,9 +232,23 @@ class Node:
             self.http_tls_port = await self._listen_tls_http(api, s.http_tls_port, self.tls)
         self._announce()
 
+    async def _connect_tier(self, url: str) -> None:
+        """The shared second tier: the Accelerator yields its calls, :class:`ValkeyTier` performs them."""
+        accelerator = self.accelerator
+        shared = SharedTier(item_ttl=self.settings.item_ttl, consistent_window=self.settings.consistent_window)
+        accelerator.tier = shared
+        accelerator.on_write = shared.outbox.extend
+        self.tier = ValkeyTier(url, on_invalidate=accelerator.apply_invalidation,
+                               on_lost=accelerator.flush)
+        self.tier.start()
+        if not await self.tier.wait_connected(5.0):
+            log.warning("shared tier %s not reachable yet (%s): serving from DynamoDB until it is",
+                        url, self.tier.reason)
+
     async def _listen(self, app: httpserver.Application, port: int, **kwargs: Any) -> int:
         state = httpserver.ServerState()
-        server = await httpserver.serve(app, self.settings.host, port, state, **kwargs)
+        server = await httpserver.serve(app, self.settings.host, port, state, reuse_port=self.worker is not None,
+                                        **kwargs)
         self._servers.append((server, state))
         return int(server.sockets[0].getsockname()[1])
 
@@ -232,12 +258,13 @@ class Node:
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
             lambda: httpserver.HttpProtocol(app, state, error_response=error_response),
-            self.settings.host, port, reuse_address=True, ssl=context)
+            self.settings.host, port, reuse_address=True, ssl=context, reuse_port=self.worker is not None or None)
         self._servers.append((server, state))
         return int(server.sockets[0].getsockname()[1])
 
     async def _listen_dax(self, service: DaxService, port: int, context: ssl.SSLContext | None) -> int:
-        server = await dax_server.serve(service, self.dax_state, self.settings.host, port, context)
+        server = await dax_server.serve(service, self.dax_state, self.settings.host, port, context,
+                                        reuse_port=self.worker is not None)
         self._dax_servers.append(server)
         return int(server.sockets[0].getsockname()[1])
 
@@ -250,6 +277,9 @@ class Node:
         if membership.clustered:
             lines.append(f"daxd: cluster node {membership.name} (id {membership.node_id}) advertised as "
                          f"{membership.me}; peers {', '.join(map(str, membership.peers))}")
+        if self.tier is not None:
+            lines.append(f"daxd: shared cache tier on {self.tier.url}"
+                         + (f" (worker {self.worker.index})" if self.worker is not None else ""))
         if self.tls is not None:
             lines += [f"daxd: DAX over TLS on daxs://{host}:{self.dax_tls_port}",
                       f"daxd: DynamoDB API over TLS on https://{host}:{self.http_tls_port}"]
@@ -278,6 +308,8 @@ class Node:
         """Readiness: listeners up and the upstream answered recently (probing it if not)."""
         if not self._servers or self.upstream is None:
             return False, "listeners are not up"
+        if self.tier is not None and not self.tier.up:
+            return True, f"degraded: shared tier down: {self.tier.reason}"
         last = self.upstream.last_success
         if last is not None and time.monotonic() - last < 10.0:
             return True, "ok"
@@ -297,6 +329,8 @@ class Node:
             await lifecycle.shutdown([server], state.connections, state.tasks, grace)
         self._servers.clear()
         await self.cluster.stop()
+        if self.tier is not None:
+            await self.tier.stop()
         if self.tailer is not None:
             await self.tailer.stop()
         if self.streams_upstream is not None:
