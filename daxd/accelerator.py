@@ -522,6 +522,14 @@ class Accelerator:
         self.stream_order.remember(name, Applied(record.stream, record.sequence, self.items.keys.current(name)))
         return outcome
 
+    def stream_change(self, record: StreamRecord) -> Change | None:
+        """What a stream record changed, as an eviction (for the shared tier); None: not cached here."""
+        schema = self.schemas.get(record.table)
+        if schema is None or not self._cached(record.table):
+            return None
+        key, partition = self._locate(record.keys, schema)
+        return Change(record.table, key, partition, evicted=True)
+
     # -- everything else ----------------------------------------------------
 
     def _control(self, operation: str, req: dict[str, Any], raw: bytes | None) -> Plan:

@@ -14,6 +14,7 @@ import socket
 import ssl
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import botocore.session
@@ -24,6 +25,7 @@ from daxd.auth import DaxAuthenticator, http_authorizer, load_keys
 from daxd.cache.stamps import Stamps
 from daxd.cluster.membership import Address, Membership, PeerListError, find_self, parse_peers
 from daxd.cluster.node import Cluster, peer_credentials
+from daxd.cluster.records import StreamRecord
 from daxd.cluster.streams import StreamCollector, StreamsUpstream, StreamTailer, streams_endpoint
 from daxd.config import ConfigError, Settings
 from daxd.drivers import AsyncDriver
@@ -207,12 +209,12 @@ class Node:
         if s.valkey is not None:
             await self._connect_tier(s.valkey)
         self.driver = AsyncDriver(self.accelerator, self.upstream, self.tier)
-        if s.streams == "on" and s.upstream != "embedded":
+        if s.streams == "on" and s.upstream != "embedded" and (self.worker is None or self.worker.index == 0):
             self.streams_upstream = self._make_streams_upstream()
             clustered = self.cluster.membership.clustered
+            sink = self.cluster.sink if clustered else self._stream_sink if self.tier is not None else None
             self.tailer = StreamTailer(self.accelerator, self.streams_upstream,
-                                       shard_filter=self.cluster.owns if clustered else None,
-                                       sink=self.cluster.sink if clustered else None)
+                                       shard_filter=self.cluster.owns if clustered else None, sink=sink)
             self.cluster.tailer = self.tailer
             self.metrics.registry.register(StreamCollector(self.tailer.stats))
             self.tailer.start()
@@ -244,6 +246,19 @@ class Node:
         if not await self.tier.wait_connected(5.0):
             log.warning("shared tier %s not reachable yet (%s): serving from DynamoDB until it is",
                         url, self.tier.reason)
+
+    async def _stream_sink(self, records: Sequence[StreamRecord]) -> None:
+        """With a shared tier: apply a stream batch here, then evict its keys from the tier.
+
+        The eviction bumps each key's generation, so every node and worker
+        drops its L1 copy too (tracking), and refills consistently for the
+        consistent window. (Only worker 0 of a node follows streams.)
+        """
+        assert self.tailer is not None and self.tier is not None and self.accelerator.tier is not None
+        await self.tailer.apply_locally(records)
+        changes = [c for c in map(self.accelerator.stream_change, records) if c is not None]
+        if changes:
+            await self.tier.perform(self.accelerator.tier.commit(changes))
 
     async def _listen(self, app: httpserver.Application, port: int, **kwargs: Any) -> int:
         state = httpserver.ServerState()

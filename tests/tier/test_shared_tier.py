@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,7 +20,7 @@ import valkey
 from daxd.model.keys import canonical_key
 from daxd.tier.server import EmbeddedValkey
 from tests.faultproxy import ThreadedFaultProxy
-from tests.harness import DaxdNode, DynamoDBLocal, free_port, wait_until
+from tests.harness import DaxdNode, DynamoDBLocal, create_table, free_port, wait_until
 
 
 @pytest.fixture
@@ -132,3 +133,31 @@ def test_valkey_paused_then_killed_nodes_keep_serving_and_read_nothing_stale(
     put(c2, table, "v4")
     wait_until(lambda: value_of(c1, table) == "v4", 10, "node 1 to see node 2's write")
     assert value_of(c2, table) == "v4"
+
+
+def test_a_bypass_write_reaches_every_node_and_leaves_the_shared_tier_through_the_stream(
+        start_node: Callable[..., DaxdNode], valkey_server: EmbeddedValkey, ddb: Any) -> None:
+    table = create_table(ddb, stream=True)
+    n1, n2 = start_node("--valkey", valkey_server.url), start_node("--valkey", valkey_server.url)
+    c1, c2 = n1.client(), n2.client()
+    put(ddb, table, "v1")
+    assert value_of(c1, table) == value_of(c2, table) == "v1"
+    store = valkey.Valkey(port=valkey_server.port)
+    assert stored(store, table) == "v1"
+    written = ["v1"]
+
+    def bypass_write_seen() -> bool:
+        """Write around daxd and wait a little for both nodes to show it (the readers start at LATEST
+        once they discover the table, so the first writes may come before they follow it)."""
+        written.append(f"v{len(written) + 1}")
+        put(ddb, table, written[-1])
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            if value_of(c1, table) == value_of(c2, table) == written[-1]:
+                return True
+            time.sleep(0.1)
+        return False
+
+    wait_until(bypass_write_seen, 40, "the streams to deliver a write made around daxd")
+    assert stored(store, table) in (None, written[-1])               # evicted from the shared tier (or refilled)
+    store.close()
