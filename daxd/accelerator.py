@@ -164,6 +164,15 @@ class Accelerator:
             return count
         return self.store.remove_where(lambda k: k[1] == table)
 
+    def drop_entries(self) -> None:
+        """Drop every cached entry and make fills in flight stale, but keep what is known about
+        tables (schemas, the tables streams follow): the shared tier calls this when it may have
+        missed invalidations."""
+        now = self.timer()
+        for name in self._known_tables() | self.tables_seen:
+            self.flushes.bump(name, now)
+        self.store.clear()
+
     def _known_tables(self) -> set[str]:
         return {k[1] for k in self.store} | set(self.schemas)
 

@@ -37,6 +37,7 @@ from daxd.frontends.dax.service import DaxService
 from daxd.frontends.http import DynamoDBApp, error_response
 from daxd.observability import Metrics
 from daxd.tier.client import ValkeyTier
+from daxd.tier.members import ValkeyMembers
 from daxd.tier.shared import SharedTier
 from daxd.upstream.client import BotocoreCredentials, Upstream, aws_endpoint
 from daxd.upstream.sigv4 import Credentials
@@ -169,6 +170,7 @@ class Node:
             stamps = Stamps(self.worker.stamps, self.worker.index)
             self.accelerator.items.stamps = self.accelerator.queries.stamps = stamps
         self.tier: ValkeyTier | None = None
+        self.members: ValkeyMembers | None = None
         self.http_port = 0
         self.admin_port = 0
         self.dax_port = 0
@@ -228,6 +230,13 @@ class Node:
                              cluster=self.cluster, cluster_port=s.dax_port or None)
         self.dax_port = await self._listen_dax(service, s.dax_port, None)
         service.cluster_port = self.dax_port
+        if self.tier is not None:
+            me = self.cluster.membership
+            self.members = ValkeyMembers(self.tier.client, name=s.node_id or f"{socket.gethostname()}:{self.dax_port}",
+                                         host=advertised_hostname(me.me.host), ip=me.my_ip, port=self.dax_port,
+                                         local=self.cluster)
+            service.cluster = self.members
+            self.members.start()
         self.cluster.start()
         if self.tls is not None:
             self.dax_tls_port = await self._listen_dax(service, s.dax_tls_port, self.tls)
@@ -241,7 +250,7 @@ class Node:
         accelerator.tier = shared
         accelerator.on_write = shared.outbox.extend
         self.tier = ValkeyTier(url, on_invalidate=accelerator.apply_invalidation,
-                               on_lost=accelerator.flush)
+                               on_lost=accelerator.drop_entries)
         self.tier.start()
         if not await self.tier.wait_connected(5.0):
             log.warning("shared tier %s not reachable yet (%s): serving from DynamoDB until it is",
@@ -337,6 +346,8 @@ class Node:
     async def stop(self) -> None:
         """Stop accepting, finish in-flight requests (bounded by shutdown_grace), close everything."""
         log.info("stopping: closing listeners and draining in-flight requests")
+        if self.members is not None:
+            await self.members.leave()
         grace = self.settings.shutdown_grace
         await lifecycle.shutdown(self._dax_servers, self.dax_state.connections, self.dax_state.tasks, grace)
         self._dax_servers.clear()

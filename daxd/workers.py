@@ -25,6 +25,7 @@ import dataclasses
 import logging
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -94,6 +95,7 @@ class Supervisor:
         self.reserved: list[socket.socket] = []
         self.workers = [_Worker(i) for i in range(settings.workers)]
         self.restarts = 0
+        self.hash_seed = str(secrets.randbelow(2**32 - 1) + 1)
 
     def _prepare(self) -> None:
         s = self.settings
@@ -119,6 +121,7 @@ class Supervisor:
                 environ["DAXD_" + field.name.upper()] = str(value)
         environ[_INDEX], environ[_STAMPS] = str(worker.index), self.stamps
         environ["PYTHONUNBUFFERED"] = "1"
+        environ["PYTHONHASHSEED"] = self.hash_seed  # one slot per key in every worker (daxd/cache/stamps.py)
         return environ
 
     def _spawn(self, worker: _Worker) -> None:

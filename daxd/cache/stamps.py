@@ -8,6 +8,11 @@ worker (``MAP_SHARED``). A write stamps its key's slot (key hashed with CRC-32)
 before the write is acknowledged; an L1 entry remembers the slot's stamp taken
 before its data was read, and an L1 hit whose slot changed since is a miss.
 
+Slots are chosen by Python's own ``hash`` (a key's bytes cache their hash, so
+this costs tens of nanoseconds), which is the same in every worker only
+because the supervisor gives them all one ``PYTHONHASHSEED``; a process
+without one falls back to CRC-32 (a few hundred nanoseconds).
+
 Stamps are unique, not counted: a worker writes ``(monotonic_ns << 8) | worker``
 (strictly increasing per worker), so two workers stamping one slot at once can
 never make it return to a value an entry recorded, without atomic
@@ -38,7 +43,7 @@ def create(path: str, slots: int = DEFAULT_SLOTS) -> None:
 class Stamps:
     """One worker's view of the shared table."""
 
-    def __init__(self, path: str, worker: int) -> None:
+    def __init__(self, path: str, worker: int, *, seeded: bool | None = None) -> None:
         fd = os.open(path, os.O_RDWR)
         try:
             size = os.fstat(fd).st_size
@@ -50,9 +55,16 @@ class Stamps:
             raise ValueError(f"{path}: an empty stamp table")
         self._worker = worker & 0xFF
         self._last = 0
+        if seeded is None:
+            seeded = os.environ.get("PYTHONHASHSEED", "random") not in ("random", "")
+        if seeded:
+            self._offset = self._hashed  # type: ignore[method-assign]
 
     def _offset(self, table: str, name: bytes) -> int:
         return (zlib.crc32(name, zlib.crc32(table.encode())) % self._slots) * 8
+
+    def _hashed(self, table: str, name: bytes) -> int:
+        return ((hash(name) ^ hash(table)) % self._slots) * 8
 
     def read(self, table: str, name: bytes) -> int:
         """The current stamp of ``name`` in ``table`` (a key, a partition, b"" for the whole table)."""

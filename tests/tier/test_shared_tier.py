@@ -19,6 +19,7 @@ import valkey
 
 from daxd.model.keys import canonical_key
 from daxd.tier.server import EmbeddedValkey
+from tests.cluster.conftest import endpoints
 from tests.faultproxy import ThreadedFaultProxy
 from tests.harness import DaxdNode, DynamoDBLocal, create_table, free_port, wait_until
 
@@ -161,3 +162,16 @@ def test_a_bypass_write_reaches_every_node_and_leaves_the_shared_tier_through_th
     wait_until(bypass_write_seen, 40, "the streams to deliver a write made around daxd")
     assert stored(store, table) in (None, written[-1])               # evicted from the shared tier (or refilled)
     store.close()
+
+
+def test_nodes_on_one_valkey_find_each_other_and_a_dead_node_drops_out(
+        start_node: Callable[..., DaxdNode], valkey_server: EmbeddedValkey) -> None:
+    n1, n2 = start_node("--valkey", valkey_server.url), start_node("--valkey", valkey_server.url)
+
+    def advertised(node: DaxdNode) -> set[int]:
+        return {entry[3] for entry in endpoints(node.ports["dax"])}  # each entry's port
+
+    wait_until(lambda: advertised(n1) == advertised(n2) == {n1.ports["dax"], n2.ports["dax"]}, 10,
+               "both nodes to advertise both")
+    n2.stop(signal.SIGKILL)
+    wait_until(lambda: advertised(n1) == {n1.ports["dax"]}, 10, "the killed node to drop out")
