@@ -284,7 +284,7 @@ class Accelerator:
         Every worker hears the push itself, so the shared write stamps are left alone.
         """
         if name is None:
-            self.flush()
+            self.drop_entries()
             return
         what = parse_invalidation(name)
         if what is None:
