@@ -11,7 +11,7 @@ with the shared tier: L1 hits), ``--workers 1``... ``--workers 2``.
 ``POST /cache/flush`` before each sample: the item comes from Valkey).
 (3) The L2 hit path's client library: valkey-py + libvalkey vs redis-py +
 hiredis, one MGET round trip over a unix socket.
-Needs wrk (Debian package ``wrk``) for (1).
+Needs wrk (Debian package ``wrk``) for (1), and redis + hiredis (pip) for (3).
 """
 
 from __future__ import annotations
