@@ -47,6 +47,7 @@ from daxd.model.requests import check_request
 from daxd.model.values import normalize_item
 from daxd.observability import Metrics
 from daxd.policy import TablePolicies
+from daxd.tier.shared import SharedTier, parse_invalidation
 
 log = logging.getLogger("daxd.accelerator")
 
@@ -68,6 +69,7 @@ MUTATING_CONTROL_PLANE = frozenset({
 })
 _FLUSHING_CONTROL_PLANE = frozenset({"UpdateTable", "DeleteTable", "RestoreTableFromBackup",
                                      "RestoreTableToPointInTime"})
+_WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
 _PARTIQL = frozenset({"ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction"})
 #: Request fields that change a Query/Scan response only by adding ConsumedCapacity.
 _NOT_IN_QUERY_KEY = ("ReturnConsumedCapacity",)
@@ -152,6 +154,8 @@ class Accelerator:
         #: Runs a cache fill after the answer went out (an async driver: ``loop.call_soon``),
         #: so a miss's latency does not include parsing and storing the item. None: fill inline.
         self.fill_later: Callable[[Callable[[], None]], object] | None = None
+        #: The shared second tier (Valkey) behind this process's cache; None: this cache alone.
+        self.tier: SharedTier | None = None
         self._handlers: dict[str, Callable[[dict[str, Any], bytes | None], Plan]] = {
             "GetItem": self._get_item,
             "BatchGetItem": self._batch_get_item,
@@ -171,6 +175,8 @@ class Accelerator:
         check_request(operation, request)  # refused as DynamoDB refuses it, before any policy reads it
         handler = self._handlers.get(operation)
         if handler is not None:
+            if self.tier is not None and operation in _WRITES:
+                return self.tier.around_write(handler(request, raw))
             return handler(request, raw)
         return self._control(operation, request, raw)
 
@@ -187,6 +193,15 @@ class Accelerator:
             self.store.clear()
             return count
         return self.store.remove_where(lambda k: k[1] == table)
+
+    def drop_entries(self) -> None:
+        """Drop every cached entry and make fills in flight stale, but keep what is known about
+        tables (schemas, the tables streams follow): the shared tier calls this when it may have
+        missed invalidations."""
+        now = self.timer()
+        for name in self._known_tables() | self.tables_seen:
+            self.flushes.bump(name, now)
+        self.store.clear()
 
     def _known_tables(self) -> set[str]:
         return {k[1] for k in self.store} | set(self.schemas)
@@ -270,6 +285,8 @@ class Accelerator:
         self.metrics.item_miss(table)
         self.tables_seen.add(table)
         token = self.items.token(table, key)
+        if self.tier is not None and not projection:
+            return (yield from self._fetch_shared(req, raw, table, key, token))
         upgraded = self.items.changed_since(table, key, self._window_start())
         if upgraded:
             req, raw = {**(req if req is not None else orjson.loads(raw or b"{}")), "ConsistentRead": True}, None
@@ -284,6 +301,47 @@ class Accelerator:
         data = orjson.loads(body)
         self._fill_item(table, key, projection, body, token, data)
         return Response(body=body, data=data)
+
+    def _fetch_shared(self, req: dict[str, Any] | None, raw: bytes | None, table: str, key: bytes,
+                      token: Token) -> Plan:
+        """A full-item miss with a shared tier: its entry there, else DynamoDB, then both tiers filled.
+
+        The tier's fill is guarded by the key's generation in Valkey, so a fill
+        that raced a write through any node is dropped; L1 is filled only when
+        the tier stored the same answer.
+        """
+        assert self.tier is not None
+        looked = yield from self.tier.lookup(table, key)
+        if looked.found:
+            self.items.fill(table, key, "", looked.item, token)
+            return Response(body=item_body(looked.item))
+        if looked.recent or self.items.changed_since(table, key, self._window_start()):
+            req, raw = {**(req if req is not None else orjson.loads(raw or b"{}")), "ConsistentRead": True}, None
+        elif req is None:
+            req = {"TableName": table}
+        body = yield from self._send("GetItem", req, raw, shared=True)
+        data = orjson.loads(body)
+        item = data.get("Item")
+        image = None if item is None else dumps(item)
+        if (yield from self.tier.fill(table, key, looked, image)):
+            self.items.fill(table, key, "", image, token)
+        return Response(body=body, data=data)
+
+    def apply_invalidation(self, name: bytes | None) -> None:
+        """A key the shared tier reports changed (None: all of them): drop this process's copies.
+
+        Every worker hears the push itself, so the shared write stamps are left alone.
+        """
+        if name is None:
+            self.drop_entries()
+            return
+        what = parse_invalidation(name)
+        if what is None:
+            return
+        if what.queries:
+            self.queries.invalidate(what.table, what.partition, share=False)
+        elif what.key is not None:
+            self.items.evict(what.table, what.key, share=False)
 
     def _fill_item(self, table: str, key: bytes, projection: str, body: bytes, token: Token,
                    data: dict[str, Any] | None = None) -> None:
@@ -303,7 +361,7 @@ class Accelerator:
             return (yield from self._forward("BatchGetItem", req, raw))
         found: dict[str, list[bytes]] = {}
         misses: dict[str, dict[str, Any]] = {}
-        tokens: dict[tuple[str, bytes], tuple[int, int]] = {}
+        tokens: dict[tuple[str, bytes], Token] = {}
         upgraded: set[str] = set()  # tables read consistently for read-your-writes: capacity as asked
         since = self._window_start()
         for table, spec in request_items.items():
@@ -348,7 +406,7 @@ class Accelerator:
         return Response(data=data)
 
     def _fill_batch(self, table: str, spec: dict[str, Any], data: dict[str, Any], schema: TableSchema,
-                    tokens: dict[tuple[str, bytes], tuple[int, int]]) -> None:
+                    tokens: dict[tuple[str, bytes], Token]) -> None:
         """Cache a BatchGetItem's answers; keys neither found nor unprocessed are not found."""
         projection = _projection(spec)
         returned = data.get("Responses", {}).get(table, [])
@@ -531,6 +589,14 @@ class Accelerator:
         self.stream_order.remember(name, Applied(record.stream, record.sequence, self.items.keys.current(name)))
         return outcome
 
+    def stream_change(self, record: StreamRecord) -> Change | None:
+        """What a stream record changed, as an eviction (for the shared tier); None: not cached here."""
+        schema = self.schemas.get(record.table)
+        if schema is None or not self._cached(record.table):
+            return None
+        key, partition = self._locate(record.keys, schema)
+        return Change(record.table, key, partition, evicted=True)
+
     # -- everything else ----------------------------------------------------
 
     def _control(self, operation: str, req: dict[str, Any], raw: bytes | None) -> Plan:
@@ -590,11 +656,11 @@ class Accelerator:
         self._invalidate_queries(touched)
         return body
 
-    def _tokens(self, keys_: list[tuple[str, bytes]]) -> dict[tuple[str, bytes], tuple[int, int]]:
+    def _tokens(self, keys_: list[tuple[str, bytes]]) -> dict[tuple[str, bytes], Token]:
         """Item tokens taken before a write is sent, for :meth:`_commit`."""
         return {(table, key): self.items.token(table, key) for table, key in keys_}
 
-    def _commit(self, changes: list[Change], tokens: dict[tuple[str, bytes], tuple[int, int]]) -> None:
+    def _commit(self, changes: list[Change], tokens: dict[tuple[str, bytes], Token]) -> None:
         """Apply an acknowledged write's changes to the item cache, then tell the observer (the peers).
 
         An image (or a negative entry) is stored only if its key's token is

@@ -27,7 +27,7 @@ OPTION_GROUPS = (
     ("Cache", ("cache_size", "item_ttl", "query_ttl", "consistent_window", "streams")),
     ("Upstream", ("upstream", "region", "profile", "upstream_timeout", "upstream_max_attempts",
                   "upstream_max_connections", "control_plane")),
-    ("Cluster", ("peers", "advertise", "node_id", "health_interval")),
+    ("Cluster", ("workers", "valkey", "peers", "advertise", "node_id", "health_interval")),
     ("Security", ("auth_keys", "tls_cert", "tls_key")),
     ("Operations", ("config_file", "log_level", "log_format", "shutdown_grace", "help")),
 )
@@ -37,6 +37,8 @@ Examples:
   daxd serve --upstream http://localhost:8000     # DynamoDB Local, Alternator, LocalStack
   daxd serve --upstream aws --region eu-west-1 --cache-size 4GiB
   DAXD_HTTP_PORT=9000 daxd serve --config daxd.toml --log-format json
+  daxd serve --workers 2                          # two processes, one cache (an embedded Valkey)
+  daxd serve --valkey redis://cache:6379 --advertise 10.0.0.1 --upstream aws
   daxd serve --peers 10.0.0.1:8111,10.0.0.2:8111 --advertise 10.0.0.1 --upstream aws
 
 Every option is also an environment variable (shown in brackets) and a key of the --config file;
@@ -128,6 +130,9 @@ def main() -> None:
 @click.option("--peers", help="Every node's DAX address, host:port,host:port,... - the same list on every "
               "node, this one included (default: a cluster of one).")
 @click.option("--health-interval", type=float, help="Seconds between health probes of each peer (default 1).")
+@click.option("--workers", type=int, help="Worker processes sharing the ports and one cache (default 1); more "
+              "than one starts an embedded Valkey for the shared tier unless --valkey is given.")
+@click.option("--valkey", help="Valkey/Redis URL of the shared cache tier (redis://host:port, unix:///path).")
 def serve(config_file: Path | None, **flags: Any) -> None:
     """Run a daxd node."""
     try:
@@ -135,6 +140,14 @@ def serve(config_file: Path | None, **flags: Any) -> None:
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     configure_logging(settings.log_level, settings.log_format)
+    if settings.workers > 1:
+        from daxd.workers import supervise
+
+        try:
+            sys.exit(supervise(settings))
+        except OSError as exc:
+            click.echo(f"daxd: cannot start: {exc}", err=True)
+            sys.exit(1)
     from daxd.node import run
 
     try:

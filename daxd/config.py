@@ -90,6 +90,10 @@ class Settings:
     health_interval: float = 1.0
     #: Per-table cache policy, the file's ``[tables.NAME]`` sections (daxd.policy); file only, no flag or env.
     tables: TablePolicies | None = None
+    #: Worker processes sharing this node's ports and cache (1: one process, as without the flag).
+    workers: int = 1
+    #: URL of the Valkey holding the shared second tier (None: embedded when workers > 1, else none).
+    valkey: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("http_port", "dax_port", "admin_port", "dax_tls_port", "http_tls_port"):
@@ -118,6 +122,13 @@ class Settings:
             raise ConfigError(f"control_plane: {self.control_plane!r} is not 'forward' or 'read-only'")
         if self.upstream_max_attempts < 1 or self.upstream_max_connections < 1:
             raise ConfigError("upstream_max_attempts and upstream_max_connections must be >= 1")
+        if not 1 <= self.workers <= 64:
+            raise ConfigError(f"workers: {self.workers} is not between 1 and 64")
+        if self.valkey is not None and not re.match(r"^(redis|rediss|valkey|valkeys|unix)://", self.valkey):
+            raise ConfigError(f"valkey: {self.valkey!r} is not a redis://, rediss://, valkey:// or unix:// URL")
+        if self.peers and (self.valkey is not None or self.workers > 1):
+            raise ConfigError("peers: nodes sharing a Valkey find each other through it; "
+                              "--peers cannot be combined with --valkey or --workers")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("tls_cert and tls_key: give both (a PEM certificate chain and its key) or neither")
         if self.attribute_lists_max < 1 or self.dax_max_connections < 1:

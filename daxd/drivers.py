@@ -3,6 +3,7 @@
 :class:`AsyncDriver` serves the node (asyncio). Concurrent identical reads
 (``Call.shared``) share one upstream call through a dict of in-flight futures,
 so a hot key that expires costs DynamoDB one request, not one per client.
+A :class:`~daxd.tier.shared.TierCall` goes to the shared tier (Valkey) instead.
 """
 
 from __future__ import annotations
@@ -14,7 +15,12 @@ from typing import Any, Protocol
 from daxd.accelerator import Accelerator, Plan
 from daxd.messages import Call, Response
 from daxd.model.errors import DaxdError
+from daxd.tier.shared import TierCall
 from daxd.upstream.client import Sent
+
+
+class TierPerformer(Protocol):
+    async def perform(self, call: TierCall) -> bytes: ...
 
 
 class AsyncUpstream(Protocol):
@@ -33,9 +39,10 @@ Started = asyncio.Future[bytes] | tuple[Sent, asyncio.Future[bytes] | None]
 class AsyncDriver:
     """Runs plans on an event loop against an async upstream."""
 
-    def __init__(self, accelerator: Accelerator, upstream: AsyncUpstream) -> None:
+    def __init__(self, accelerator: Accelerator, upstream: AsyncUpstream, tier: TierPerformer | None = None) -> None:
         self.accelerator = accelerator
         self.upstream = upstream
+        self.tier = tier
         self._flights: dict[tuple[str, bytes], asyncio.Future[bytes]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         accelerator.fill_later = self._later
@@ -60,6 +67,8 @@ class AsyncDriver:
         outcome = step(plan)
         if isinstance(outcome, Response):
             return outcome
+        if isinstance(outcome, TierCall):
+            return self._finish(plan, outcome)
         return self._finish(plan, outcome, self._send_now(outcome))
 
     async def handle(self, operation: str, request: dict[str, Any], raw: bytes | None = None) -> Response:
@@ -112,6 +121,9 @@ class AsyncDriver:
 
         (The upstream client records each attempt's latency itself.)
         """
+        if isinstance(call, TierCall):
+            assert self.tier is not None, "a plan asked for the shared tier, but this driver has none"
+            return self.tier.perform(call)
         if not call.shared:
             return self.upstream.call(call.operation, call.body)
         key = (call.operation, call.body)

@@ -18,6 +18,7 @@ import socket
 import ssl
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import botocore.session
@@ -26,8 +27,10 @@ from prometheus_client import ProcessCollector
 from daxd import __version__
 from daxd.accelerator import Accelerator, CacheSettings
 from daxd.auth import DaxAuthenticator, KeyRing, http_authorizer
+from daxd.cache.stamps import Stamps
 from daxd.cluster.membership import Address, Membership, PeerListError, find_self, parse_peers
 from daxd.cluster.node import Cluster, peer_credentials
+from daxd.cluster.records import StreamRecord
 from daxd.cluster.streams import StreamCollector, StreamsUpstream, StreamTailer, streams_endpoint
 from daxd.config import ConfigError, Settings
 from daxd.drivers import AsyncDriver
@@ -40,9 +43,13 @@ from daxd.frontends.http import DynamoDBApp, error_response
 from daxd.observability import Metrics
 from daxd.policy import TablePolicies
 from daxd.stats import Sampler
+from daxd.tier.client import ValkeyTier
+from daxd.tier.members import ValkeyMembers
+from daxd.tier.shared import SharedTier
 from daxd.upstream import health as upstream_health
 from daxd.upstream.client import BotocoreCredentials, Upstream, aws_endpoint
 from daxd.upstream.sigv4 import Credentials
+from daxd.workers import WorkerContext
 
 log = logging.getLogger("daxd")
 #: Where the node listens and how it is configured: shown even with --log-level warning.
@@ -208,6 +215,13 @@ class Node:
         self.cluster = Cluster(membership_of(settings), self.accelerator, credentials=peer_credentials(peer_keys),
                                region=self.region, health_interval=settings.health_interval,
                                quiet=settings.consistent_window)
+        #: Set when this process is one of ``--workers N`` (by the supervisor, through the environment).
+        self.worker = WorkerContext.from_environment()
+        if self.worker is not None:
+            stamps = Stamps(self.worker.stamps, self.worker.index)
+            self.accelerator.items.stamps = self.accelerator.queries.stamps = stamps
+        self.tier: ValkeyTier | None = None
+        self.members: ValkeyMembers | None = None
         self.http_port = 0
         self.admin_port = 0
         self.dax_port = 0
@@ -249,13 +263,15 @@ class Node:
         self.upstream.health.label = upstream_label(s, self.upstream.endpoint)
         self._add_gauges()
         await upstream_health.probe_at_start(self.upstream.health, self._probe_upstream, STARTUP_PROBE_CAP)
-        self.driver = AsyncDriver(self.accelerator, self.upstream)
+        if s.valkey is not None:
+            await self._connect_tier(s.valkey)
+        self.driver = AsyncDriver(self.accelerator, self.upstream, self.tier)
         self.streams_upstream = self._make_streams_upstream()  # also serves the Streams API on the HTTP port
-        if s.streams == "on" and s.upstream != "embedded":
+        if s.streams == "on" and s.upstream != "embedded" and (self.worker is None or self.worker.index == 0):
             clustered = self.cluster.membership.clustered
+            sink = self.cluster.sink if clustered else self._stream_sink if self.tier is not None else None
             self.tailer = StreamTailer(self.accelerator, self.streams_upstream,
-                                       shard_filter=self.cluster.owns if clustered else None,
-                                       sink=self.cluster.sink if clustered else None)
+                                       shard_filter=self.cluster.owns if clustered else None, sink=sink)
             self.cluster.tailer = self.tailer
             self.metrics.registry.register(StreamCollector(self.tailer.stats))
             self.tailer.start()
@@ -270,6 +286,13 @@ class Node:
                              cluster=self.cluster, cluster_port=s.dax_port or None, keyring=self.keyring)
         self.dax_port = await self._listen_dax(service, s.dax_port, None)
         service.cluster_port = self.dax_port
+        if self.tier is not None:
+            me = self.cluster.membership
+            self.members = ValkeyMembers(self.tier.client, name=s.node_id or f"{socket.gethostname()}:{self.dax_port}",
+                                         host=advertised_hostname(me.me.host), ip=me.my_ip, port=self.dax_port,
+                                         local=self.cluster)
+            service.cluster = self.members
+            self.members.start()
         self.cluster.start()
         if self.tls is not None:
             self.dax_tls_port = await self._listen_dax(service, s.dax_tls_port, self.tls)
@@ -316,9 +339,36 @@ class Node:
         assert self.upstream is not None
         await self.upstream.call("ListTables", b'{"Limit":1}')
 
+    async def _connect_tier(self, url: str) -> None:
+        """The shared second tier: the Accelerator yields its calls, :class:`ValkeyTier` performs them."""
+        accelerator = self.accelerator
+        shared = SharedTier(item_ttl=self.settings.item_ttl, consistent_window=self.settings.consistent_window)
+        accelerator.tier = shared
+        accelerator.on_write = shared.outbox.extend
+        self.tier = ValkeyTier(url, on_invalidate=accelerator.apply_invalidation,
+                               on_lost=accelerator.drop_entries)
+        self.tier.start()
+        if not await self.tier.wait_connected(5.0):
+            log.warning("shared tier %s not reachable yet (%s): serving from DynamoDB until it is",
+                        url, self.tier.reason)
+
+    async def _stream_sink(self, records: Sequence[StreamRecord]) -> None:
+        """With a shared tier: apply a stream batch here, then evict its keys from the tier.
+
+        The eviction bumps each key's generation, so every node and worker
+        drops its L1 copy too (tracking), and refills consistently for the
+        consistent window. (Only worker 0 of a node follows streams.)
+        """
+        assert self.tailer is not None and self.tier is not None and self.accelerator.tier is not None
+        await self.tailer.apply_locally(records)
+        changes = [c for c in map(self.accelerator.stream_change, records) if c is not None]
+        if changes:
+            await self.tier.perform(self.accelerator.tier.commit(changes))
+
     async def _listen(self, app: httpserver.Application, port: int, **kwargs: Any) -> int:
         state = httpserver.ServerState()
-        server = await httpserver.serve(app, self.settings.host, port, state, **kwargs)
+        server = await httpserver.serve(app, self.settings.host, port, state, reuse_port=self.worker is not None,
+                                        **kwargs)
         self._servers.append((server, state))
         return int(server.sockets[0].getsockname()[1])
 
@@ -328,12 +378,13 @@ class Node:
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
             lambda: httpserver.HttpProtocol(app, state, error_response=error_response),
-            self.settings.host, port, reuse_address=True, ssl=context)
+            self.settings.host, port, reuse_address=True, ssl=context, reuse_port=self.worker is not None or None)
         self._servers.append((server, state))
         return int(server.sockets[0].getsockname()[1])
 
     async def _listen_dax(self, service: DaxService, port: int, context: ssl.SSLContext | None) -> int:
-        server = await dax_server.serve(service, self.dax_state, self.settings.host, port, context)
+        server = await dax_server.serve(service, self.dax_state, self.settings.host, port, context,
+                                        reuse_port=self.worker is not None)
         self._dax_servers.append(server)
         return int(server.sockets[0].getsockname()[1])
 
@@ -347,6 +398,9 @@ class Node:
         if membership.clustered:
             lines.append(f"cluster node {membership.name} (id {membership.node_id}) advertised as "
                          f"{membership.me}; peers {', '.join(map(str, membership.peers))}")
+        if self.tier is not None:
+            lines.append(f"daxd: shared cache tier on {self.tier.url}"
+                         + (f" (worker {self.worker.index})" if self.worker is not None else ""))
         if self.tls is not None:
             lines += [f"DAX over TLS on daxs://{host}:{self.dax_tls_port}",
                       f"DynamoDB API over TLS on https://{host}:{self.http_tls_port}"]
@@ -382,6 +436,8 @@ class Node:
         """Readiness: listeners up and the upstream answered recently (probing it if not)."""
         if not self._servers or self.upstream is None:
             return False, "listeners are not up"
+        if self.tier is not None and not self.tier.up:
+            return True, f"degraded: shared tier down: {self.tier.reason}"
         last = self.upstream.last_success
         if last is not None and time.monotonic() - last < 10.0:
             return True, "ok"
@@ -393,6 +449,8 @@ class Node:
 
     async def stop(self) -> None:
         """Stop accepting, finish in-flight requests (bounded by shutdown_grace), close everything."""
+        if self.members is not None:
+            await self.members.leave()
         grace = self.settings.shutdown_grace
         log.info("stopping: closing listeners and draining in-flight requests (up to %g s; a second "
                  "Ctrl-C exits at once)", grace)
@@ -414,6 +472,8 @@ class Node:
         else:
             log.info("drain: %d in-flight request(s) finished, none cut off", finished)
         await self.cluster.stop()
+        if self.tier is not None:
+            await self.tier.stop()
         if self.tailer is not None:
             await self.tailer.stop()
         if self.streams_upstream is not None:

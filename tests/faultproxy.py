@@ -9,7 +9,10 @@ from the test as attributes and consumed one request at a time:
 * ``drop_next``: close the next N connections without answering;
 * ``stale_reads``: eventually consistent GetItem/Query/Scan/BatchGetItem get
   the first answer ever seen for the same body (a lagging replica);
-* ``seen``: requests seen per ``X-Amz-Target``.
+* ``seen``: requests seen per ``X-Amz-Target``;
+* ``hold``: a ``threading.Event``; while it is not set, answers to GetItem are
+  fetched from DynamoDB at once but held back (``held`` is set when one is),
+  so a test can stage what happens between a read and its answer.
 
 The proxy forwards the client's headers (including its SigV4 signature over the
 proxy's host), which DynamoDB Local does not check.
@@ -112,6 +115,8 @@ class FaultProxy:
         self.fail_next: list[tuple[int, str]] = []
         self.drop_next = 0
         self.stale_reads = False
+        self.hold: threading.Event | None = None
+        self.held = threading.Event()
         self.seen: collections.Counter[str] = collections.Counter()
         self._first: dict[tuple[str, bytes], HTTPResponse] = {}
         self._clients: set[asyncio.StreamWriter] = set()
@@ -174,6 +179,10 @@ class FaultProxy:
         response = await self._respond(request, target, stale=action == "stale")
         if response is None:
             return False
+        hold = self.hold
+        if hold is not None and target == "DynamoDB_20120810.GetItem":
+            self.held.set()
+            await asyncio.get_running_loop().run_in_executor(None, hold.wait, 30.0)
         writer.write(_encode_response(response.status, response.headers, response.body))
         await writer.drain()
         return True
@@ -218,7 +227,7 @@ class ThreadedFaultProxy:
         return getattr(self.proxy, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in ("delay", "fail_next", "drop_next", "stale_reads"):
+        if name in ("delay", "fail_next", "drop_next", "stale_reads", "hold"):
             with self.proxy.lock:
                 setattr(self.proxy, name, value)
         else:

@@ -14,21 +14,25 @@ from collections.abc import Callable
 from typing import Any
 
 from daxd.cache.generations import Generations
+from daxd.cache.stamps import Stamps
 from daxd.cache.store import Store
 from daxd.model.keys import compact
 
-Token = tuple[int, int]
+#: (flush generation of the table, generation of the key[, shared write stamp of the key]).
+Token = tuple[int, ...]
 
 
 class CachedItem:
     """A cached GetItem answer. ``extra`` holds front-end encodings (see :meth:`ItemCache.attach`)."""
 
-    __slots__ = ("extra", "item", "key")
+    __slots__ = ("extra", "item", "key", "stamp")
 
-    def __init__(self, item: bytes | None, key: tuple[Any, ...]) -> None:
+    def __init__(self, item: bytes | None, key: tuple[Any, ...], stamp: int = 0) -> None:
         self.item = item
         self.key = key
         self.extra: dict[str, Any] | None = None
+        #: The key's shared write stamp when its data was read (workers; see daxd/cache/stamps.py).
+        self.stamp = stamp
 
 
 class ItemCache:
@@ -41,14 +45,21 @@ class ItemCache:
         self.flushes = flushes
         self.timer = timer
         self.keys = Generations()
+        #: Write stamps shared with the node's other worker processes (None: a single process).
+        self.stamps: Stamps | None = None
         self._projections: dict[tuple[str, bytes], set[str]] = {}
 
     def get(self, table: str, key: bytes, projection: str = "") -> CachedItem | None:
         value: CachedItem | None = self.store.get(("i", table, key, projection))
+        if value is not None and self.stamps is not None and value.stamp != self.stamps.read(table, key):
+            self.store.pop(value.key)  # another worker wrote the key since this copy was read
+            return None
         return value
 
     def token(self, table: str, key: bytes) -> Token:
         """Taken before a miss goes upstream; :meth:`fill` checks it is still current."""
+        if self.stamps is not None:
+            return (self.flushes.current(table), self.keys.current((table, key)), self.stamps.read(table, key))
         return (self.flushes.current(table), self.keys.current((table, key)))
 
     def fill(self, table: str, key: bytes, projection: str, item: bytes | None, token: Token) -> bool:
@@ -72,9 +83,16 @@ class ItemCache:
         if not stale:
             self._put(table, key, "", item)
 
-    def evict(self, table: str, key: bytes) -> None:
-        """Forget every entry of a key and make in-flight fills of it stale."""
+    def evict(self, table: str, key: bytes, *, share: bool = True) -> None:
+        """Forget every entry of a key and make in-flight fills of it stale.
+
+        With ``share`` (a write, or anything only this process learnt) the
+        other workers' copies go too; an invalidation every worker hears
+        itself (a Valkey push) passes ``share=False``.
+        """
         self.keys.bump((table, key), self.timer())
+        if share and self.stamps is not None:
+            self.stamps.bump(table, key)
         self.store.pop(("i", table, key, ""))
         for projection in self._projections.pop((table, key), ()):
             self.store.pop(("i", table, key, projection))
@@ -99,4 +117,5 @@ class ItemCache:
         size = len(key) + len(projection) + (len(item) if item is not None else 0)
         store_key = ("i", table, key, projection)
         ttl = self.ttl if self.ttl_of is None else self.ttl_of(table)
-        return self.store.put(store_key, CachedItem(item, store_key), size, ttl)
+        stamp = self.stamps.read(table, key) if self.stamps is not None else 0
+        return self.store.put(store_key, CachedItem(item, store_key, stamp), size, ttl)

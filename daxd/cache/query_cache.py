@@ -18,10 +18,12 @@ from collections.abc import Callable
 from typing import Any
 
 from daxd.cache.generations import Generations
+from daxd.cache.stamps import Stamps
 from daxd.cache.store import Store
 from daxd.model.keys import compact
 
-Token = tuple[int, int]
+#: (flush generation of the table, generation of the partition or table[, its shared write stamp]).
+Token = tuple[int, ...]
 
 
 class CachedPage:
@@ -46,6 +48,8 @@ class QueryCache:
         self.timer = timer
         self.partitions = Generations()
         self.tables = Generations()
+        #: Write stamps shared with the node's other worker processes (None: a single process).
+        self.stamps: Stamps | None = None
 
     @property
     def enabled(self) -> bool:
@@ -54,8 +58,12 @@ class QueryCache:
 
     def token(self, table: str, partition: bytes | None) -> Token:
         if partition is None:
-            return (self.flushes.current(table), self.tables.current(table))
-        return (self.flushes.current(table), self.partitions.current((table, partition)))
+            token = (self.flushes.current(table), self.tables.current(table))
+        else:
+            token = (self.flushes.current(table), self.partitions.current((table, partition)))
+        if self.stamps is not None:
+            return (*token, self.stamps.read(table, b"\x00q" + (partition or b"")))
+        return token
 
     def get(self, table: str, request: bytes, partition: bytes | None) -> CachedPage | None:
         key = ("q", table, request)
@@ -72,9 +80,16 @@ class QueryCache:
         ttl = self.ttl if self.ttl_of is None else self.ttl_of(table)
         return self.store.put(("q", table, request), page, len(request) + len(body), ttl)
 
-    def invalidate(self, table: str, partition: bytes | None) -> None:
-        """A write to ``partition`` of ``table`` (None: unknown, the whole table)."""
+    def invalidate(self, table: str, partition: bytes | None, *, share: bool = True) -> None:
+        """A write to ``partition`` of ``table`` (None: unknown, the whole table).
+
+        ``share``: the other workers' pages go too (see :meth:`ItemCache.evict`).
+        """
         now = self.timer()
+        if share and self.stamps is not None:
+            self.stamps.bump(table, b"\x00q")
+            if partition is not None:
+                self.stamps.bump(table, b"\x00q" + partition)
         self.tables.bump(table, now)
         if partition is None:
             self.flushes.bump(table, now)

@@ -226,7 +226,12 @@ def _plain_error(status: int, message: str) -> HttpResponse:
     return HttpResponse(status, message.encode(), content_type=b"text/plain")
 
 
-async def serve(app: Application, host: str, port: int, state: ServerState, **kwargs: Any) -> asyncio.Server:
-    """Start a listener; the returned server's sockets tell the bound port."""
+async def serve(app: Application, host: str, port: int, state: ServerState, *, reuse_port: bool = False,
+                **kwargs: Any) -> asyncio.Server:
+    """Start a listener; the returned server's sockets tell the bound port.
+
+    ``reuse_port``: share the port with the node's other workers (SO_REUSEPORT).
+    """
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: HttpProtocol(app, state, **kwargs), host, port, reuse_address=True)
+    return await loop.create_server(lambda: HttpProtocol(app, state, **kwargs), host, port, reuse_address=True,
+                                    reuse_port=reuse_port or None)

@@ -226,11 +226,14 @@ class DaxProtocol(asyncio.Protocol):
 
 
 async def serve(service: DaxService, state: ListenerState, host: str, port: int,
-                ssl_context: ssl.SSLContext | None = None) -> asyncio.Server:
-    """Start a DAX listener; the returned server's sockets tell the bound port."""
+                ssl_context: ssl.SSLContext | None = None, *, reuse_port: bool = False) -> asyncio.Server:
+    """Start a DAX listener; the returned server's sockets tell the bound port.
+
+    ``reuse_port``: share the port with the node's other workers (SO_REUSEPORT).
+    """
     loop = asyncio.get_running_loop()
     return await loop.create_server(lambda: DaxProtocol(service, state), host, port, reuse_address=True,
-                                    ssl=ssl_context, backlog=1024)
+                                    ssl=ssl_context, backlog=1024, reuse_port=reuse_port or None)
 
 
 class DaxCollector(Collector):
