@@ -46,6 +46,8 @@ from daxd.tier.server import EmbeddedValkey
 log = logging.getLogger("daxd.workers")
 
 _LISTENER_LINE = re.compile(r" on (https?|daxs?|redis|rediss|unix|valkeys?)://")
+#: The line a worker logs once it serves (its admin listener comes last): the worker is ready.
+_ADMIN_LINE = re.compile(r"\badmin\b.* on http://")
 _INDEX, _STAMPS = "DAXD_WORKER_INDEX", "DAXD_WORKER_STAMPS"
 #: A worker that dies sooner than this after starting counts as crash-looping (restart backoff doubles).
 _QUICK_DEATH = 2.0
@@ -137,9 +139,9 @@ class Supervisor:
     @staticmethod
     def _forward(worker: _Worker, stream: IO[str]) -> None:
         for line in stream:
-            if "admin (health" in line:
+            if _ADMIN_LINE.search(line):
                 worker.ready.set()
-            if line.startswith("daxd") and _LISTENER_LINE.search(line):
+            if _LISTENER_LINE.search(line):
                 continue  # the supervisor announces the node's listeners once, for all workers
             sys.stdout.write(f"[worker {worker.index}] {line}")
             sys.stdout.flush()
