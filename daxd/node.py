@@ -200,7 +200,8 @@ class Node:
             clustered = self.cluster.membership.clustered
             self.tailer = StreamTailer(self.accelerator, self.streams_upstream,
                                        shard_filter=self.cluster.owns if clustered else None,
-                                       sink=self.cluster.sink if clustered else None)
+                                       sink=self.cluster.sink if clustered else None,
+                                       distrust=self.cluster.distrust if clustered else None)
             self.cluster.tailer = self.tailer
             self.metrics.registry.register(StreamCollector(self.tailer.stats))
             self.tailer.start()
