@@ -3,7 +3,7 @@
 Each trial: create a table with a stream and put ``v = 1`` straight into
 DynamoDB; read it through every daxd node given (now cached there); ``delay``
 seconds later put ``v = 2`` straight into DynamoDB; read through every node
-every 100 ms until all of them answer ``v = 2``. The result is the seconds from
+every ``poll`` seconds (100 ms by default) until all of them answer ``v = 2``. The result is the seconds from
 the bypass write's acknowledgement to the last node's first ``v = 2``, or None
 if some node still answered ``v = 1`` after ``give_up`` seconds.
 
@@ -24,7 +24,6 @@ from botocore.config import Config
 from tests.harness import CLIENT_CONFIG, CREDENTIALS, create_table
 
 KEY = {"pk": {"S": "k"}}
-POLL = 0.1
 
 
 def pooled(endpoint: str, size: int) -> Any:
@@ -38,7 +37,8 @@ def _value(api: Any, table: str) -> str | None:
     return None if item is None else str(item["v"]["N"])
 
 
-def trial(ddb: Any, nodes: Sequence[Any], table: str, delay: float, give_up: float) -> float | None:
+def trial(ddb: Any, nodes: Sequence[Any], table: str, delay: float, give_up: float,
+          poll: float = 0.1) -> float | None:
     ddb.put_item(TableName=table, Item={**KEY, "v": {"N": "1"}})
     for api in nodes:
         assert _value(api, table) == "1"  # the table's first read through this node: now cached
@@ -52,12 +52,12 @@ def trial(ddb: Any, nodes: Sequence[Any], table: str, delay: float, give_up: flo
         if pending and elapsed > give_up:
             return None
         if pending:
-            time.sleep(POLL)
+            time.sleep(poll)
     return time.monotonic() - written
 
 
 def run_trials(ddb_endpoint: str, node_endpoints: Sequence[str], delays: Sequence[float],
-               give_up: float) -> list[float | None]:
+               give_up: float, poll: float = 0.1) -> list[float | None]:
     """One trial per delay, all at once, each on its own fresh table; their results in order."""
     size = len(delays) + 2
     ddb = pooled(ddb_endpoint, size)
@@ -65,7 +65,7 @@ def run_trials(ddb_endpoint: str, node_endpoints: Sequence[str], delays: Sequenc
     tables = [create_table(ddb, range_key=None, stream=True) for _ in delays]
     try:
         with ThreadPoolExecutor(len(delays)) as pool:
-            return list(pool.map(lambda args: trial(ddb, nodes, *args, give_up), zip(tables, delays, strict=True)))
+            return list(pool.map(lambda args: trial(ddb, nodes, *args, give_up, poll), zip(tables, delays, strict=True)))
     finally:
         for table in tables:
             ddb.delete_table(TableName=table)

@@ -398,6 +398,8 @@ class StreamTailer:
         self._task: asyncio.Task[None] | None = None
         self._wakes: set[asyncio.Event] = set()
         self._new_table = asyncio.Event()
+        #: DescribeTable calls at once (many tables are often first read together, e.g. at start-up).
+        self._describing = asyncio.Semaphore(8)
 
     # -- lifecycle --
 
@@ -493,36 +495,52 @@ class StreamTailer:
     # -- tables --
 
     async def discover(self) -> None:
-        """Look at the tables the Accelerator knows; start following new streams."""
+        """Look at the tables the Accelerator knows: each one due gets a task that inspects it
+        and follows its stream (tables first read together are positioned together)."""
         acc = self.accelerator
         with self.guard:
             tables = sorted(acc.tables_seen | set(acc.schemas))
+        loop = asyncio.get_running_loop()
         for table in tables:
             state = self._tables.setdefault(table, _Table())
             if state.task is None and self._clock() >= state.recheck_at:
-                await self._inspect(table, state)
+                state.task = loop.create_task(self._inspect(table, state), name=f"daxd-stream-{table}")
 
     async def _inspect(self, table: str, state: _Table) -> None:
+        """Find the table's stream and follow it until it ends; without one, look again later."""
+        try:
+            stream = await self._stream_of(table, state)
+        except Exception:  # a bug must not stop the streams of other tables
+            log.exception("looking at the stream of table %s failed", table)
+            state.recheck_at = self._clock() + self.settings.recheck_interval
+            stream = None
+        if stream is None:
+            state.task = None
+            return
+        await self._follow(table, stream, state)
+
+    async def _stream_of(self, table: str, state: _Table) -> str | None:
+        """The stream to follow now; None: no stream, or the table could not be described."""
         with self.guard:
             schema = self.accelerator.schemas.get(table)
         if schema is not None and not state.described:
             stream = schema.stream_arn
         else:
             try:
-                stream = await self._describe_table(table)
+                async with self._describing:
+                    stream = await self._describe_table(table)
             except DaxdError as exc:
                 self._describe_failed(table, state, exc)
-                return
+                return None
         state.described = True
         state.stream = stream
         if stream is None:
             log.debug("table %s has no stream: its entries expire by TTL", table)
             self.stats.status[table] = "no-stream"
             state.recheck_at = self._clock() + self.settings.recheck_interval
-            return
+            return None
         self.stats.status[table] = "tailing"
-        state.task = asyncio.get_running_loop().create_task(self._follow(table, stream, state),
-                                                            name=f"daxd-stream-{table}")
+        return stream
 
     async def _describe_table(self, table: str) -> str | None:
         """The table's enabled stream (None: none); learns the schema if the Accelerator has not."""

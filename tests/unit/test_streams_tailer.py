@@ -350,7 +350,7 @@ async def test_a_table_without_a_stream_is_left_alone(acc: Accelerator) -> None:
     fake = FakeStreams(stream=None)
     tail = tailer(acc, fake)
     await tail.discover()
-    assert tail.stats.status == {TABLE: "no-stream"}
+    await until(lambda: tail.stats.status == {TABLE: "no-stream"})
     assert fake.calls == []
     await tail.stop()
 
