@@ -250,10 +250,10 @@ class Cluster:
     def _on_records(self, body: Mapping[str, Any]) -> Awaitable[int]:
         """Parsed at once (a bad body is answered with an error); applied asynchronously (schemas)."""
         items = _items(body)
-        for raw in items:
-            if isinstance(raw, Mapping) and raw.get(DISTRUST) is True and isinstance(raw.get("table"), str):
-                self.accelerator.distrust(raw["table"])
+        distrusted = [_distrusted_table(raw) for raw in items if isinstance(raw, Mapping) and DISTRUST in raw]
         records = [_record_from_wire(raw) for raw in items if not (isinstance(raw, Mapping) and DISTRUST in raw)]
+        for table in distrusted:
+            self.accelerator.distrust(table)
         self._flush_if_asked(body)
         self.received["daxd.records"] += len(records)
         return self._apply_forwarded(records)
@@ -315,6 +315,12 @@ def _record_from_wire(raw: Any) -> StreamRecord:
     if not isinstance(raw, Mapping) or not isinstance(raw.get("table"), str) or not isinstance(raw.get("stream"), str):
         raise MalformedRecord("a forwarded record needs its table and stream")
     return StreamRecord.from_wire(raw["table"], raw["stream"], raw.get("record"))
+
+
+def _distrusted_table(raw: Mapping[str, Any]) -> str:
+    if raw.get(DISTRUST) is not True or not isinstance(raw.get("table"), str):
+        raise MalformedRecord("a distrust item needs a table name and distrust: true")
+    return str(raw["table"])
 
 
 def _by_stream(records: list[StreamRecord]) -> list[list[StreamRecord]]:
