@@ -19,7 +19,7 @@ leave the cache stale until its TTL; DynamoDB Streams reports each of them.
   shard to one node).
 - *No gap*: a reader positioned where records may have been missed (LATEST,
   or TRIM_HORIZON after ``TrimmedDataAccessException``) *distrusts* the table
-  once its position is fixed (after its first GetRecords): entries filled
+  once its position is fixed (when GetShardIterator returns): entries filled
   before that moment may miss a write made before it and are dropped
   (``distrust``, default :meth:`Accelerator.distrust`; a cluster tells its
   peers too). Entries filled later are safe: every write acknowledged after
@@ -645,16 +645,18 @@ class StreamTailer:
         """Read one shard from ``start`` until it is closed (a null NextShardIterator), or cancelled.
 
         Every record is handed to the sink once, in order; :attr:`checkpoints`
-        follows. A start that may have missed records (:attr:`Position.gapless`
-        false, or trimmed data) calls ``distrust`` as soon as the reader's
-        position is fixed, i.e. after its first GetRecords.
+        follows. Whenever the reader takes a position where records may have
+        been missed (``start`` is LATEST, an expired iterator had read nothing
+        from LATEST, records were trimmed) it calls ``distrust`` as soon as it
+        holds the iterator: an iterator's position is fixed when
+        GetShardIterator returns it.
 
         Raises:
             StreamGone: the stream vanished or may not be read.
         """
         name = (stream, shard)
         last: str | None = None
-        iterator, position, lost = await self._open(table, stream, shard, start)
+        iterator, position = await self._open(table, stream, shard, start)
         self.stats.readers[table] = self.stats.readers.get(table, 0) + 1
         try:
             while iterator is not None:
@@ -663,11 +665,11 @@ class StreamTailer:
                                                 {"ShardIterator": iterator, "Limit": self.settings.batch_limit},
                                                 passed=RENEW_CODES | {TRIMMED})
                 except DaxdError as exc:
-                    resume = TRIM_HORIZON_POSITION if exc.code == TRIMMED else \
+                    trimmed = exc.code == TRIMMED
+                    resume = TRIM_HORIZON_POSITION if trimmed else \
                         Position.after(last) if last is not None else position
                     log.info("reading %s %s again from %s (%s)", table, shard, resume.kind, exc.code)
-                    iterator, position, trimmed = await self._open(table, stream, shard, resume)
-                    lost = lost or trimmed or exc.code == TRIMMED
+                    iterator, position = await self._open(table, stream, shard, resume, lost=trimmed)
                     continue
                 raw = reply.get("Records") or []
                 records = self._parse(table, stream, raw)
@@ -675,9 +677,6 @@ class StreamTailer:
                     await self.sink(records)
                 if raw:
                     last = self.checkpoints[name] = str(raw[-1]["dynamodb"]["SequenceNumber"])
-                if lost:  # the position is now fixed: what was cached before it cannot be trusted
-                    await self.distrust(table, stream)
-                    lost = False
                 iterator = reply.get("NextShardIterator")
                 if not raw and iterator is not None:
                     await self._sleep(self.settings.poll_interval)
@@ -686,20 +685,24 @@ class StreamTailer:
             self.checkpoints.pop(name, None)
         log.debug("shard %s of table %s is closed and read", shard, table)
 
-    async def _open(self, table: str, stream: str, shard: str,
-                    position: Position) -> tuple[str | None, Position, bool]:
-        """An iterator at ``position``: (iterator, the position it is at, whether records may be lost).
+    async def _open(self, table: str, stream: str, shard: str, position: Position, *,
+                    lost: bool = False) -> tuple[str | None, Position]:
+        """An iterator at ``position`` (TRIM_HORIZON if its records were trimmed) and the position it is at.
 
-        A sequence number whose records were trimmed is replaced by TRIM_HORIZON.
+        If records may be lost before it (``lost``, LATEST, or trimmed), the
+        table is distrusted once the iterator is held.
         """
         request: dict[str, Any] = {"StreamArn": stream, "ShardId": shard, **position.request()}
         try:
             reply = await self._streams(table, "GetShardIterator", request, passed=frozenset({TRIMMED}))
         except DaxdError:
-            log.warning("records of %s %s before TRIM_HORIZON were trimmed: reading on from there", table, shard)
-            return (await self._open(table, stream, shard, TRIM_HORIZON_POSITION))[0], TRIM_HORIZON_POSITION, True
+            log.warning("records of %s %s were trimmed before %s: reading on from TRIM_HORIZON",
+                        table, shard, position.kind)
+            return await self._open(table, stream, shard, TRIM_HORIZON_POSITION, lost=True)
+        if lost or not position.gapless:
+            await self.distrust(table, stream)
         iterator = reply.get("ShardIterator")
-        return (str(iterator) if iterator else None), position, not position.gapless
+        return (str(iterator) if iterator else None), position
 
     def _parse(self, table: str, stream: str, raw: list[Any]) -> list[StreamRecord]:
         records = []

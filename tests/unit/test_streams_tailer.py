@@ -22,6 +22,8 @@ from daxd.cluster.streams import (
     StreamTailer,
     TailerSettings,
 )
+from daxd.drivers import step
+from daxd.messages import Call
 from daxd.model.errors import DaxdError, from_code
 from daxd.model.keys import canonical_key
 
@@ -293,7 +295,7 @@ async def test_splits_expiry_and_trimming_lose_no_record_and_repeat_none(acc: Ac
     await until(lambda: journal.applied[-1] == 8)
     assert sorted(journal.applied) == [1, 2, 3, 4, 5, 6, 8]  # nothing twice; only the trimmed record missing
     assert journal.events.count("distrust") == 2  # 7 was lost: what was cached before is dropped again
-    assert journal.events[-2:] == [8, "distrust"]  # once the new position holds
+    assert journal.events[-2:] == ["distrust", 8]  # as soon as the new position holds
     assert (ARN, "s1") not in tail.checkpoints and tail.checkpoints[(ARN, "s2")] == f"{8:021d}"
     await tail.stop()
 
@@ -303,9 +305,10 @@ async def test_an_iterator_that_expires_before_any_record_distrusts_again(acc: A
     fake.errors["GetRecords"] = [from_code("ExpiredIteratorException", "Iterator expired")]
     tail = tailer(acc, fake, sink=journal.sink, distrust=journal.distrust)
     tail.start()
-    await until(lambda: journal.events == ["distrust"])
+    await until(lambda: journal.events == ["distrust", "distrust"])
     fake.write("s1", "INSERT", "a", 1)
     await until(lambda: journal.applied == [1])
+    assert journal.events == ["distrust", "distrust", 1]
     kinds = [r["ShardIteratorType"] for op, r in fake.calls if op == "GetShardIterator"]
     assert kinds == ["LATEST", "LATEST"]  # no checkpoint to resume from: LATEST again, and distrusted once it holds
     await tail.stop()
@@ -333,7 +336,7 @@ async def test_a_trimmed_checkpoint_reads_on_from_trim_horizon_and_distrusts(acc
     tail = tailer(acc, fake, sink=journal.sink, distrust=journal.distrust,
                   positions=lambda stream, shard: Position.after(f"{1:021d}"))
     tail.start()
-    await until(lambda: journal.events == [3, "distrust"])
+    await until(lambda: journal.events == ["distrust", 3])
     await tail.stop()
 
 
@@ -416,3 +419,14 @@ async def test_a_flushed_schema_is_relearned_from_the_same_stream_only(acc: Acce
     await until(lambda: sum(op == "GetRecords" for op, _ in fake.calls) >= polls + 2)  # the batch was handled
     assert cached(acc) == "miss" and TABLE not in acc.schemas
     await tail.stop()
+
+
+async def test_a_tables_first_miss_starts_following_it_without_waiting_for_discovery() -> None:
+    acc, fake = Accelerator(), FakeStreams()
+    tail = StreamTailer(acc, fake, settings=TailerSettings(discover_interval=3600), wall=lambda: 1000.5)
+    tail.start()
+    await asyncio.sleep(0.05)  # the first discovery round found nothing; the next is an hour away
+    assert isinstance(step(acc.plan("GetItem", {"TableName": TABLE, "Key": KEY})), Call)  # a miss, in flight
+    await until(lambda: tail.stats.readers.get(TABLE) == 1)
+    await tail.stop()
+    assert acc.on_new_table is None
