@@ -13,6 +13,10 @@ the item TTL).
 - **yardstick**: the same with delays of 5-7 s, when the readers have long
   been positioned: the steady-state stream delay (the tailer's 0.25 s poll of
   GetRecords plus the fan-out). The ratio first read / yardstick is printed.
+- **floor of positioning**: DescribeTable, DescribeStream and GetShardIterator
+  made straight to DynamoDB Local with boto3 for ``BATCH`` fresh tables at
+  once: a write made before the reader holds its iterator cannot be served
+  sooner than this (the node then drops what it cached of the table).
 
 Trials run 10 at a time (their polling is load on the same two cores), on
 one node and on a cluster of three (``--health-interval 1``, the default).
@@ -24,10 +28,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import boto3
 
 from benchmarks.bench_cluster import start_cluster
 from benchmarks.common import DaxdNode, DynamoDBLocal
-from tests.gap_trials import run_trials, spread
+from tests.gap_trials import pooled, run_trials, spread
+from tests.harness import CREDENTIALS, create_table
 
 GIVE_UP = 10.0
 POLL = 0.05
@@ -41,6 +50,30 @@ def measure(ddl: DynamoDBLocal, nodes: list[DaxdNode], trials: int, first: float
     for start in range(0, trials, BATCH):
         results += run_trials(ddl.endpoint, [n.endpoint for n in nodes], delays[start:start + BATCH], GIVE_UP, POLL)
     return results
+
+
+def positioning(ddl: DynamoDBLocal) -> list[float]:
+    """Seconds for DescribeTable + DescribeStream + GetShardIterator(LATEST), ``BATCH`` tables at once."""
+    ddb = pooled(ddl.endpoint, BATCH + 2)
+    streams = boto3.client("dynamodbstreams", endpoint_url=ddl.endpoint, **CREDENTIALS)
+    tables = [create_table(ddb, range_key=None, stream=True) for _ in range(BATCH)]
+
+    def position(table: str) -> float:
+        started = time.monotonic()
+        arn = ddb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
+        shards = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+        for shard in shards:
+            streams.get_shard_iterator(StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="LATEST")
+        return time.monotonic() - started
+
+    try:
+        for table in tables:
+            ddb.put_item(TableName=table, Item={"pk": {"S": "k"}})  # a shard to position in
+        with ThreadPoolExecutor(BATCH) as pool:
+            return list(pool.map(position, tables))
+    finally:
+        for table in tables:
+            ddb.delete_table(TableName=table)
 
 
 def summary(results: list[float | None]) -> tuple[float, float, float, int]:
@@ -63,6 +96,7 @@ def main() -> None:
             nodes = [DaxdNode(ddl.endpoint)] if size == 1 else start_cluster(ddl.endpoint, 3, "--health-interval", "1")
             try:
                 first = summary(measure(ddl, nodes, trials, 0.0))
+                floor = summary(list(positioning(ddl)) + list(positioning(ddl)))
                 steady = summary(measure(ddl, nodes, trials // 2, 5.0))
             finally:
                 for node in nodes:
@@ -73,6 +107,8 @@ def main() -> None:
                 print(f"| {size} | {label} | {count} | {p50:.0f} | {p99:.0f} | {worst:.0f} | {stale} |")
             print(f"| {size} | ratio first read / yardstick | | {first[0] / steady[0]:.2f} | "
                   f"{first[1] / steady[1]:.2f} | | |")
+            print(f"| {size} | floor: positioning {BATCH} readers straight (boto3) | {2 * BATCH} | {floor[0]:.0f} | "
+                  f"{floor[1]:.0f} | {floor[2]:.0f} | |")
     finally:
         ddl.stop()
 

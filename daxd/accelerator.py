@@ -120,8 +120,8 @@ class Accelerator:
         self.metrics.watch_store(self.store)
         #: Told what each write changed, after the cache was updated (a cluster tells its peers).
         self.on_write: Callable[[list[Change]], None] | None = None
-        #: Told the name of a table the first time a read misses on it (a stream tailer
-        #: then positions its readers at once instead of at its next discovery round).
+        #: Told the name of a table the first time it is seen (:meth:`see_table`): a stream
+        #: tailer then positions its readers at once instead of at its next discovery round.
         self.on_new_table: Callable[[str], None] | None = None
         #: Runs a cache fill after the answer went out (an async driver: ``loop.call_soon``),
         #: so a miss's latency does not include parsing and storing the item. None: fill inline.
@@ -177,8 +177,9 @@ class Accelerator:
         self.flushes.bump(table, self.timer())
         return self.store.remove_where(lambda k: k[1] == table)
 
-    def _see(self, table: str) -> None:
-        """A read of ``table`` missed: it is followed from now on (see :attr:`on_new_table`)."""
+    def see_table(self, table: str) -> None:
+        """``table`` is read through a cache (a miss here, or a peer's): follow it from now on
+        (see :attr:`on_new_table`)."""
         if table not in self.tables_seen:
             self.tables_seen.add(table)
             if self.on_new_table is not None:
@@ -248,7 +249,7 @@ class Accelerator:
                     projection: str) -> Plan:
         """A GetItem miss: read upstream (consistently right after a write here) and fill the cache."""
         self.metrics.item_miss(table)
-        self._see(table)
+        self.see_table(table)
         token = self.items.token(table, key)
         since = self._window_start()
         if self.items.changed_since(table, key, since) or self.flushes.bumped_since(table, since):
@@ -357,7 +358,7 @@ class Accelerator:
             self.metrics.query_hit(operation, table)
             return Response(body=_with_capacity(hit.body, table, req.get("ReturnConsumedCapacity")))
         self.metrics.query_miss(operation, table)
-        self._see(table)
+        self.see_table(table)
         token = self.queries.token(table, partition)
         since = self._window_start()
         if not req.get("IndexName") and (self.queries.changed_since(table, partition, since)

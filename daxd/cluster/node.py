@@ -157,7 +157,9 @@ class Cluster:
 
     def _learn_tables(self, tables: Any) -> None:
         if isinstance(tables, list):
-            self.accelerator.tables_seen.update(t for t in tables[:MAX_TABLES_SHARED] if isinstance(t, str))
+            for table in tables[:MAX_TABLES_SHARED]:
+                if isinstance(table, str):
+                    self.accelerator.see_table(table)  # the stream tailer looks at a new one at once
 
     # -- pushes --
 
