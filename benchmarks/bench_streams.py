@@ -95,6 +95,7 @@ def main() -> None:
         for size in (1, 3):
             nodes = [DaxdNode(ddl.endpoint)] if size == 1 else start_cluster(ddl.endpoint, 3, "--health-interval", "1")
             try:
+                measure(ddl, nodes, BATCH, 0.0)  # warm-up, not counted: DynamoDB Local's JIT, the nodes' pools
                 first = summary(measure(ddl, nodes, trials, 0.0))
                 floor = summary(list(positioning(ddl)) + list(positioning(ddl)))
                 steady = summary(measure(ddl, nodes, trials // 2, 5.0))
