@@ -501,6 +501,9 @@ class StreamTailer:
         with self.guard:
             tables = sorted(acc.tables_seen | set(acc.schemas))
         loop = asyncio.get_running_loop()
+        now, known = self._clock(), set(tables)
+        for name in [n for n, t in self._tables.items() if n not in known and t.task is None and t.recheck_at <= now]:
+            del self._tables[name]  # forgotten (flushed, deleted): bounded by the tables known
         for table in tables:
             state = self._tables.setdefault(table, _Table())
             if state.task is None and self._clock() >= state.recheck_at:
@@ -557,7 +560,9 @@ class StreamTailer:
             log.info("table %s no longer exists: flushing it and no longer following it", table)
             with self.guard:
                 self.accelerator.flush(table)
-            self._tables.pop(table, None)
+            # Described again no sooner than max_backoff, even if a peer's ping names it again
+            # meanwhile (a table re-created under the same name is then followed).
+            self._tables[table] = _Table(recheck_at=self._clock() + self.settings.max_backoff)
             self.stats.status.pop(table, None)
             return
         self.stats.count(self.stats.errors, table, exc.code)
