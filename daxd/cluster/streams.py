@@ -661,6 +661,7 @@ class StreamTailer:
         """
         name = (stream, shard)
         last: str | None = None
+        renewals = 0  # in a row: an iterator that fails at once again is renewed with backoff
         iterator, position = await self._open(table, stream, shard, start)
         self.stats.readers[table] = self.stats.readers.get(table, 0) + 1
         try:
@@ -674,8 +675,12 @@ class StreamTailer:
                     resume = TRIM_HORIZON_POSITION if trimmed else \
                         Position.after(last) if last is not None else position
                     log.info("reading %s %s again from %s (%s)", table, shard, resume.kind, exc.code)
+                    if renewals:
+                        await self._sleep(self._backoff(renewals))
+                    renewals += 1
                     iterator, position = await self._open(table, stream, shard, resume, lost=trimmed)
                     continue
+                renewals = 0
                 raw = reply.get("Records") or []
                 records = self._parse(table, stream, raw)
                 if records:

@@ -430,3 +430,24 @@ async def test_a_tables_first_miss_starts_following_it_without_waiting_for_disco
     await until(lambda: tail.stats.readers.get(TABLE) == 1)
     await tail.stop()
     assert acc.on_new_table is None
+
+
+async def test_an_iterator_failing_again_at_once_is_renewed_with_backoff(acc: Accelerator) -> None:
+    """A stream that answers every GetRecords with an iterator error must not spin (nor distrust in a loop)."""
+    fake, journal, slept = FakeStreams(), Journal(), []
+    fake.errors["GetRecords"] = [from_code("ValidationException", "bad iterator") for _ in range(4)]
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        await asyncio.sleep(0)
+
+    tail = StreamTailer(acc, fake, sleep=sleep, wall=lambda: 1000.5, sink=journal.sink, distrust=journal.distrust)
+    tail.start()
+    await until(lambda: not fake.errors["GetRecords"] and journal.events.count("distrust") == 5)
+    fake.write("s1", "INSERT", "a", 1)
+    await until(lambda: journal.applied == [1])
+    timing = TailerSettings()
+    naps = (timing.poll_interval, timing.discover_interval, timing.describe_interval)
+    assert [s for s in slept if s not in naps] == [0.5, 1.0, 2.0]  # before the 2nd, 3rd and 4th renewal
+    assert journal.events == ["distrust"] * 5 + [1]  # once per new LATEST position, not in a loop
+    await tail.stop()
