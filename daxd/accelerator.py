@@ -17,9 +17,9 @@ Policy, briefly (docs/consistency.md has the contract):
 - writes are forwarded; after DynamoDB acknowledged them the new image (or a
   negative entry) replaces the item and the affected queries are invalidated;
   a failed write evicts what it named;
-- a key or partition changed in the last ``consistent_window`` seconds is
-  refilled with ``ConsistentRead`` so a lagging replica cannot bring back the
-  pre-write value.
+- a key or partition changed (or a table flushed or distrusted) in the last
+  ``consistent_window`` seconds is refilled with ``ConsistentRead`` so a
+  lagging replica cannot bring back the pre-write value.
 """
 
 from __future__ import annotations
@@ -151,6 +151,9 @@ class Accelerator:
         self.metrics.watch_store(self.store)
         #: Told what each write changed, after the cache was updated (a cluster tells its peers).
         self.on_write: Callable[[list[Change]], None] | None = None
+        #: Told the name of a table the first time it is seen (:meth:`see_table`): a stream
+        #: tailer then positions its readers at once instead of at its next discovery round.
+        self.on_new_table: Callable[[str], None] | None = None
         #: Runs a cache fill after the answer went out (an async driver: ``loop.call_soon``),
         #: so a miss's latency does not include parsing and storing the item. None: fill inline.
         self.fill_later: Callable[[Callable[[], None]], object] | None = None
@@ -202,6 +205,30 @@ class Accelerator:
         for name in self._known_tables() | self.tables_seen:
             self.flushes.bump(name, now)
         self.store.clear()
+
+    def distrust(self, table: str) -> int:
+        """Stop trusting what the cache holds of ``table``: its stream may have changes we will never see.
+
+        Called when a reader of the table's stream is (re)positioned where
+        records may have been missed (a first ``LATEST`` iterator, an expired one
+        without a checkpoint, trimmed data, a shard taken over). Entries filled
+        before that point may be stale until their TTL, so they are dropped,
+        fills in flight are made stale, and refills use ``ConsistentRead`` for
+        ``consistent_window`` seconds (a lagging replica could still serve the
+        value before a write the reader will never report). Unlike
+        :meth:`flush`, the schema and the table's place among the followed
+        tables are kept. Returns how many entries were dropped.
+        """
+        self.flushes.bump(table, self.timer())
+        return self.store.remove_where(lambda k: k[1] == table)
+
+    def see_table(self, table: str) -> None:
+        """``table`` is read through a cache (a miss here, or a peer's): follow it from now on
+        (see :attr:`on_new_table`)."""
+        if table not in self.tables_seen:
+            self.tables_seen.add(table)
+            if self.on_new_table is not None:
+                self.on_new_table(table)
 
     def _known_tables(self) -> set[str]:
         return {k[1] for k in self.store} | set(self.schemas)
@@ -283,11 +310,12 @@ class Accelerator:
         if schema is not None:  # the backend may not check key types (the embedded one does not)
             keys.check_key(orjson.loads(key), schema.key)
         self.metrics.item_miss(table)
-        self.tables_seen.add(table)
+        self.see_table(table)
         token = self.items.token(table, key)
         if self.tier is not None and not projection:
             return (yield from self._fetch_shared(req, raw, table, key, token))
-        upgraded = self.items.changed_since(table, key, self._window_start())
+        since = self._window_start()
+        upgraded = self.items.changed_since(table, key, since) or self.flushes.bumped_since(table, since)
         if upgraded:
             req, raw = {**(req if req is not None else orjson.loads(raw or b"{}")), "ConsistentRead": True}, None
         elif req is None:
@@ -386,7 +414,8 @@ class Accelerator:
                         found[table].append(hit.item)
             if missing:
                 misses[table] = {**spec, "Keys": missing}
-                if any(self.items.changed_since(table, keys.canonical_key(k), since) for k in missing):
+                if self.flushes.bumped_since(table, since) or any(
+                        self.items.changed_since(table, keys.canonical_key(k), since) for k in missing):
                     misses[table]["ConsistentRead"] = True
                     upgraded.add(table)
         mode = req.get("ReturnConsumedCapacity")
@@ -442,9 +471,11 @@ class Accelerator:
             self.metrics.query_hit(operation, table)
             return Response(body=_with_capacity(hit.body, table, req.get("ReturnConsumedCapacity")))
         self.metrics.query_miss(operation, table)
-        self.tables_seen.add(table)
+        self.see_table(table)
         token = self.queries.token(table, partition)
-        upgraded = not req.get("IndexName") and self.queries.changed_since(table, partition, self._window_start())
+        since = self._window_start()
+        upgraded = not req.get("IndexName") and (self.queries.changed_since(table, partition, since)
+                                                 or self.flushes.bumped_since(table, since))
         if upgraded:
             req, raw = {**req, "ConsistentRead": True}, None
         body = yield from self._send(operation, req, raw, shared=True)

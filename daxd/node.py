@@ -271,7 +271,8 @@ class Node:
             clustered = self.cluster.membership.clustered
             sink = self.cluster.sink if clustered else self._stream_sink if self.tier is not None else None
             self.tailer = StreamTailer(self.accelerator, self.streams_upstream,
-                                       shard_filter=self.cluster.owns if clustered else None, sink=sink)
+                                       shard_filter=self.cluster.owns if clustered else None, sink=sink,
+                                       distrust=self.cluster.distrust if clustered else None)
             self.cluster.tailer = self.tailer
             self.metrics.registry.register(StreamCollector(self.tailer.stats))
             self.tailer.start()

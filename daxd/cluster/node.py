@@ -8,7 +8,10 @@
 * the Accelerator's ``on_write`` hook pushes each write's :class:`Change` list
   to every peer (``daxd.invalidate``);
 * the stream tailer's sink applies each batch of records here and pushes it
-  to every peer (``daxd.records``);
+  to every peer (``daxd.records``), and so does its ``distrust`` hook (an item
+  ``{"table", "stream", "distrust": true}``: a shard's reader was positioned
+  where records may have been missed, so every node drops what it cached of
+  the table before that moment);
 * :meth:`handle` answers the three peer methods for the DAX front end.
 
 Peers exchange the tables they cache in pings, so every node follows the
@@ -46,6 +49,8 @@ log = logging.getLogger("daxd.cluster")
 #: Tables listed in a ping (every node then follows their streams).
 MAX_TABLES_SHARED = 1000
 DEFAULT_HEALTH_INTERVAL = 1.0
+#: Marks a forwarded ``daxd.records`` item that distrusts a table instead of carrying a record.
+DISTRUST = "distrust"
 
 
 class Cluster:
@@ -152,7 +157,9 @@ class Cluster:
 
     def _learn_tables(self, tables: Any) -> None:
         if isinstance(tables, list):
-            self.accelerator.tables_seen.update(t for t in tables[:MAX_TABLES_SHARED] if isinstance(t, str))
+            for table in tables[:MAX_TABLES_SHARED]:
+                if isinstance(table, str):
+                    self.accelerator.see_table(table)  # the stream tailer looks at a new one at once
 
     # -- pushes --
 
@@ -168,6 +175,12 @@ class Cluster:
         wire = [{"table": r.table, "stream": r.stream, "record": r.to_wire()} for r in records]
         for link in self.links.values():
             link.push("daxd.records", wire)
+
+    async def distrust(self, table: str, stream: str) -> None:
+        """The stream tailer's ``distrust`` hook: drop the table's entries here and on every peer."""
+        self.accelerator.distrust(table)
+        for link in self.links.values():
+            link.push("daxd.records", [{"table": table, "stream": stream, DISTRUST: True}])
 
     async def _apply_records(self, records: Sequence[StreamRecord]) -> None:
         if not records:
@@ -240,7 +253,11 @@ class Cluster:
 
     def _on_records(self, body: Mapping[str, Any]) -> Awaitable[int]:
         """Parsed at once (a bad body is answered with an error); applied asynchronously (schemas)."""
-        records = [_record_from_wire(raw) for raw in _items(body)]
+        items = _items(body)
+        distrusted = [_distrusted_table(raw) for raw in items if isinstance(raw, Mapping) and DISTRUST in raw]
+        records = [_record_from_wire(raw) for raw in items if not (isinstance(raw, Mapping) and DISTRUST in raw)]
+        for table in distrusted:
+            self.accelerator.distrust(table)
         self._flush_if_asked(body)
         self.received["daxd.records"] += len(records)
         return self._apply_forwarded(records)
@@ -303,6 +320,12 @@ def _record_from_wire(raw: Any) -> StreamRecord:
     if not isinstance(raw, Mapping) or not isinstance(raw.get("table"), str) or not isinstance(raw.get("stream"), str):
         raise MalformedRecord("a forwarded record needs its table and stream")
     return StreamRecord.from_wire(raw["table"], raw["stream"], raw.get("record"))
+
+
+def _distrusted_table(raw: Mapping[str, Any]) -> str:
+    if raw.get(DISTRUST) is not True or not isinstance(raw.get("table"), str):
+        raise MalformedRecord("a distrust item needs a table name and distrust: true")
+    return str(raw["table"])
 
 
 def _by_stream(records: list[StreamRecord]) -> list[list[StreamRecord]]:

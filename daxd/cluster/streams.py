@@ -5,26 +5,38 @@ an application talking to DynamoDB directly, DynamoDB's own TTL deletes) would
 leave the cache stale until its TTL; DynamoDB Streams reports each of them.
 
 - *Tables*: every table the Accelerator has read or learnt the schema of
-  (``tables_seen``, ``schemas``), looked at each ``discover_interval``. A table
-  without a stream is left to TTL expiry and looked at again every
-  ``recheck_interval`` (its stream may be enabled later).
+  (``tables_seen``, ``schemas``), looked at at once when a read first misses
+  on it (``Accelerator.on_new_table``) and otherwise each
+  ``discover_interval``. A table without a stream is left to TTL expiry and
+  looked at again every ``recheck_interval`` (its stream may be enabled later).
 - *Shards*: :class:`ShardPlanner` (pure) decides which shards of a stream to
-  read and from where: shards open when we first describe the stream are read
-  from LATEST (a node that starts empty has nothing older to correct; one
-  that does not may serve what it cached before until the TTL, as without
-  streams); shards born later are read from TRIM_HORIZON once their parent is
-  finished, so the records of one key arrive in order across splits. Only the
-  shards ``shard_filter`` accepts are read (DynamoDB Streams allows about two
-  readers per shard: a cluster assigns each shard to one node).
+  read and from which :class:`Position`: shards open when we first describe
+  the stream are read from LATEST; shards born later are read from
+  TRIM_HORIZON once their parent is finished, so the records of one key arrive
+  in order across splits. A ``positions`` hook (a checkpoint store) may name
+  another start for a shard. Only the shards ``shard_filter`` accepts are read
+  (DynamoDB Streams allows about two readers per shard: a cluster assigns each
+  shard to one node).
+- *No gap*: a reader positioned where records may have been missed (LATEST,
+  or TRIM_HORIZON after ``TrimmedDataAccessException``) *distrusts* the table
+  once its position is fixed (when GetShardIterator returns): entries filled
+  before that moment may miss a write made before it and are dropped
+  (``distrust``, default :meth:`Accelerator.distrust`; a cluster tells its
+  peers too). Entries filled later are safe: every write acknowledged after
+  them comes after the reader's position. Gapless starts (TRIM_HORIZON of a
+  new shard, a checkpoint) distrust nothing.
 - *Records* go to the ``sink`` in GetRecords batches (default: applied to this
-  node's Accelerator; a cluster fans them out to its peers as well). A null
-  ``NextShardIterator`` means the shard is closed: the planner then starts its
-  children. An expired iterator is renewed after the last sequence number read.
+  node's Accelerator; a cluster fans them out to its peers as well), and the
+  last sequence number handed over becomes the shard's checkpoint
+  (:attr:`StreamTailer.checkpoints`). A null ``NextShardIterator`` means the
+  shard is closed: the planner then starts its children. An expired iterator
+  is renewed after the checkpoint (from the start position if nothing was
+  read yet); trimmed data is read on from TRIM_HORIZON.
 - *Fallback*: a stream that is disabled (or whose table is deleted) ends when
-  its shards are read to their end; a stream that vanishes or whose data was
-  trimmed under us ends at once. Either way the table falls back to TTL
-  expiry, logged and counted, and is looked at again later. A table found
-  deleted is flushed.
+  its shards are read to their end; a stream that vanishes or that we may not
+  read ends at once. Either way the table falls back to TTL expiry, logged and
+  counted, and is looked at again later (and followed again from LATEST, which
+  distrusts what was cached meanwhile). A table found deleted is flushed.
 
 Everything with a clock or a socket is injected: ``client`` (see
 :class:`StreamsUpstream`), ``sleep``, ``clock`` (monotonic) and ``wall``
@@ -59,14 +71,18 @@ STREAMS_TARGET_PREFIX = "DynamoDBStreams_20120810."
 LATEST = "LATEST"
 TRIM_HORIZON = "TRIM_HORIZON"
 AFTER_SEQUENCE_NUMBER = "AFTER_SEQUENCE_NUMBER"
-#: Errors after which a stream cannot be followed from where we are: fall back to TTL.
-GONE_CODES = frozenset({"ResourceNotFoundException", "TrimmedDataAccessException", "AccessDeniedException"})
+AT_SEQUENCE_NUMBER = "AT_SEQUENCE_NUMBER"
+TRIMMED = "TrimmedDataAccessException"
+#: Errors after which a stream cannot be followed: fall back to TTL.
+GONE_CODES = frozenset({"ResourceNotFoundException", "AccessDeniedException"})
 #: GetRecords errors cured by a fresh iterator (DynamoDB Local says ValidationException for a bad one).
 RENEW_CODES = frozenset({"ExpiredIteratorException", "ValidationException"})
 #: Buckets of the lag histogram, in seconds (creation times are rounded down to the second).
 LAG_BUCKETS = (0.25, 0.5, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 RecordSink = Callable[[Sequence[StreamRecord]], Awaitable[None]]
+#: Told (table, stream) when a reader of that stream may have missed records (see "No gap" above).
+Distrust = Callable[[str, str], Awaitable[None]]
 
 
 def streams_endpoint(region: str) -> str:
@@ -135,10 +151,56 @@ class Shard:
 
 
 @dataclass(frozen=True, slots=True)
-class ShardPlan:
-    """What to do after a DescribeStream: readers to start (shard, iterator type) and to stop."""
+class Position:
+    """Where a shard reader starts: a GetShardIterator ``ShardIteratorType`` and its ``SequenceNumber``.
 
-    start: tuple[tuple[str, str], ...] = ()
+    Build them with :data:`LATEST_POSITION`, :data:`TRIM_HORIZON_POSITION`,
+    :meth:`after` (resume after a checkpoint) or :meth:`at`.
+    """
+
+    kind: str
+    sequence: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in (LATEST, TRIM_HORIZON, AFTER_SEQUENCE_NUMBER, AT_SEQUENCE_NUMBER):
+            raise ValueError(f"unknown shard iterator type {self.kind!r}")
+        numbered = self.kind in (AFTER_SEQUENCE_NUMBER, AT_SEQUENCE_NUMBER)
+        if numbered != (self.sequence is not None):
+            raise ValueError(f"{self.kind} {'needs' if numbered else 'takes no'} sequence number")
+        if self.sequence is not None and not (self.sequence.isdigit() and len(self.sequence) <= 40):
+            raise ValueError(f"bad sequence number {self.sequence!r}")
+
+    @classmethod
+    def after(cls, sequence: str | int) -> Position:
+        """Just after a record already read (a checkpoint)."""
+        return cls(AFTER_SEQUENCE_NUMBER, str(sequence))
+
+    @classmethod
+    def at(cls, sequence: str | int) -> Position:
+        """At a record, which is read again."""
+        return cls(AT_SEQUENCE_NUMBER, str(sequence))
+
+    @property
+    def gapless(self) -> bool:
+        """False for LATEST: records written before the iterator was taken are never read."""
+        return self.kind != LATEST
+
+    def request(self) -> dict[str, str]:
+        """The GetShardIterator fields naming this position."""
+        if self.sequence is None:
+            return {"ShardIteratorType": self.kind}
+        return {"ShardIteratorType": self.kind, "SequenceNumber": self.sequence}
+
+
+LATEST_POSITION = Position(LATEST)
+TRIM_HORIZON_POSITION = Position(TRIM_HORIZON)
+
+
+@dataclass(frozen=True, slots=True)
+class ShardPlan:
+    """What to do after a DescribeStream: readers to start (shard, position) and to stop."""
+
+    start: tuple[tuple[str, Position], ...] = ()
     stop: tuple[str, ...] = ()
 
 
@@ -184,9 +246,9 @@ class ShardPlanner:
             return True
         return parent.closed and not self.owns(parent.id)  # another node reads it: we cannot wait for it
 
-    def _position(self, shard: Shard) -> str:
-        """Open at our start: LATEST (nothing older to correct). Born later: all of it, in order."""
-        return LATEST if self.at_start is not None and shard.id in self.at_start else TRIM_HORIZON
+    def _position(self, shard: Shard) -> Position:
+        """Open at our start: LATEST (the reader then distrusts older entries). Born later: all of it, in order."""
+        return LATEST_POSITION if self.at_start is not None and shard.id in self.at_start else TRIM_HORIZON_POSITION
 
 
 # -- statistics ------------------------------------------------------------------
@@ -260,7 +322,9 @@ class TailerSettings:
     #: Wait after a GetRecords that returned nothing; one that returned records is followed at once.
     #: DynamoDB allows 5 GetRecords per second per shard; two readers at 4/s stay under it.
     poll_interval: float = 0.25
-    discover_interval: float = 1.0
+    #: Tables first read through this node are looked at at once; this catches the others
+    #: (tables a peer told us of, schemas learnt by writes).
+    discover_interval: float = 0.25
     #: How often an open stream is described to notice splits and reassigned shards.
     describe_interval: float = 10.0
     #: How often a table without a followed stream is described again.
@@ -302,10 +366,16 @@ class StreamTailer:
         client: DynamoDB and DynamoDB Streams calls (:class:`StreamsUpstream`).
         shard_filter: which shard ids this node reads (default: all).
         sink: receives each GetRecords batch (default: :meth:`apply_locally`).
+        distrust: told (table, stream) when a reader may have missed records
+            (default: :meth:`distrust_locally`; a cluster tells its peers too).
+        positions: where to start reading a shard, ``(stream, shard) -> Position``
+            (a checkpoint store); None, or a hook that answers None: the planner's choice.
     """
 
     def __init__(self, accelerator: Accelerator, client: StreamsClient, *,
                  shard_filter: Callable[[str], bool] | None = None, sink: RecordSink | None = None,
+                 distrust: Distrust | None = None,
+                 positions: Callable[[str, str], Position | None] | None = None,
                  settings: TailerSettings | None = None,
                  sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
@@ -317,25 +387,42 @@ class StreamTailer:
         self.client = client
         self.shard_filter = shard_filter or (lambda _shard: True)
         self.sink = sink or self.apply_locally
+        self.distrust = distrust or self.distrust_locally
+        self.positions = positions
         self.settings = settings or TailerSettings()
         self.stats = StreamStats()
+        #: (stream, shard) -> sequence number of the last record handed to the sink, for the
+        #: shards being read: :meth:`Position.after` of it resumes the shard without a gap.
+        self.checkpoints: dict[tuple[str, str], str] = {}
         self._sleep = sleep
         self._clock = clock
         self._wall = wall
         self._tables: dict[str, _Table] = {}
         self._task: asyncio.Task[None] | None = None
         self._wakes: set[asyncio.Event] = set()
+        self._new_table = asyncio.Event()
+        #: DescribeTable calls at once (many tables are often first read together, e.g. at start-up).
+        self._describing = asyncio.Semaphore(8)
 
     # -- lifecycle --
 
     def start(self) -> None:
-        """Start following streams on the running event loop."""
+        """Start following streams on the running event loop (told of new tables at once)."""
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self.run(), name="daxd-streams")
+            loop = asyncio.get_running_loop()
+            self._task = loop.create_task(self.run(), name="daxd-streams")
+
+            def new_table(_table: str) -> None:  # called where the Accelerator runs: maybe another thread
+                loop.call_soon_threadsafe(self._new_table.set)
+
+            with self.guard:
+                self.accelerator.on_new_table = new_table
 
     async def stop(self) -> None:
         """Stop every reader and the discovery loop; returns when they have ended."""
         tasks = [t.task for t in self._tables.values() if t.task is not None]
+        with self.guard:
+            self.accelerator.on_new_table = None
         if self._task is not None:
             tasks.append(self._task)
             self._task = None
@@ -358,7 +445,7 @@ class StreamTailer:
                 await self.discover()
             except Exception:  # a bug must not stop the streams of other tables
                 log.exception("stream discovery failed")
-            await self._sleep(self.settings.discover_interval)
+            await self._nap(self._new_table, self.settings.discover_interval)
 
     # -- applying --
 
@@ -378,6 +465,12 @@ class StreamTailer:
             self.stats.count(self.stats.applied, record.table, outcome.value)
             if age is not None and outcome is not Outcome.SKIPPED:
                 self.stats.observe_lag(record.table, age)
+
+    async def distrust_locally(self, table: str, stream: str) -> None:
+        """The default ``distrust``: drop this node's entries of the table (:meth:`Accelerator.distrust`)."""
+        with self.guard:
+            dropped = self.accelerator.distrust(table)
+        log.debug("stream %s of table %s positioned: %d entries filled before it dropped", stream, table, dropped)
 
     async def _ensure_schema(self, table: str, stream: str) -> bool:
         """Relearn a key schema the Accelerator dropped (a flush), if ``stream`` is still the table's.
@@ -405,36 +498,55 @@ class StreamTailer:
     # -- tables --
 
     async def discover(self) -> None:
-        """Look at the tables the Accelerator knows; start following new streams."""
+        """Look at the tables the Accelerator knows: each one due gets a task that inspects it
+        and follows its stream (tables first read together are positioned together)."""
         acc = self.accelerator
         with self.guard:
             tables = sorted(acc.tables_seen | set(acc.schemas))
+        loop = asyncio.get_running_loop()
+        now, known = self._clock(), set(tables)
+        for name in [n for n, t in self._tables.items() if n not in known and t.task is None and t.recheck_at <= now]:
+            del self._tables[name]  # forgotten (flushed, deleted): bounded by the tables known
         for table in tables:
             state = self._tables.setdefault(table, _Table())
             if state.task is None and self._clock() >= state.recheck_at:
-                await self._inspect(table, state)
+                state.task = loop.create_task(self._inspect(table, state), name=f"daxd-stream-{table}")
 
     async def _inspect(self, table: str, state: _Table) -> None:
+        """Find the table's stream and follow it until it ends; without one, look again later."""
+        try:
+            stream = await self._stream_of(table, state)
+        except Exception:  # a bug must not stop the streams of other tables
+            log.exception("looking at the stream of table %s failed", table)
+            state.recheck_at = self._clock() + self.settings.recheck_interval
+            stream = None
+        if stream is None:
+            state.task = None
+            return
+        await self._follow(table, stream, state)
+
+    async def _stream_of(self, table: str, state: _Table) -> str | None:
+        """The stream to follow now; None: no stream, or the table could not be described."""
         with self.guard:
             schema = self.accelerator.schemas.get(table)
         if schema is not None and not state.described:
             stream = schema.stream_arn
         else:
             try:
-                stream = await self._describe_table(table)
+                async with self._describing:
+                    stream = await self._describe_table(table)
             except DaxdError as exc:
                 self._describe_failed(table, state, exc)
-                return
+                return None
         state.described = True
         state.stream = stream
         if stream is None:
             log.debug("table %s has no stream: its entries expire by TTL", table)
             self.stats.status[table] = "no-stream"
             state.recheck_at = self._clock() + self.settings.recheck_interval
-            return
+            return None
         self.stats.status[table] = "tailing"
-        state.task = asyncio.get_running_loop().create_task(self._follow(table, stream, state),
-                                                            name=f"daxd-stream-{table}")
+        return stream
 
     async def _describe_table(self, table: str) -> str | None:
         """The table's enabled stream (None: none); learns the schema if the Accelerator has not."""
@@ -455,7 +567,9 @@ class StreamTailer:
                          table, flushed)
             else:  # a read of a table that never existed (a typo): nothing to say above debug
                 log.debug("table %s does not exist upstream: not following it", table)
-            self._tables.pop(table, None)
+            # Described again no sooner than max_backoff, even if a peer's ping names it again
+            # meanwhile (a table re-created under the same name is then followed).
+            self._tables[table] = _Table(recheck_at=self._clock() + self.settings.max_backoff)
             self.stats.status.pop(table, None)
             return
         self.stats.count(self.stats.errors, table, exc.code)
@@ -496,7 +610,8 @@ class StreamTailer:
                 for shard in plan.stop:
                     readers.pop(shard).cancel()
                 for shard, position in plan.start:
-                    task = asyncio.get_running_loop().create_task(self._read_shard(table, stream, shard, position))
+                    position = (self.positions(stream, shard) if self.positions else None) or position
+                    task = asyncio.get_running_loop().create_task(self.read_shard(table, stream, shard, position))
                     task.add_done_callback(lambda _task: wake.set())
                     readers[shard] = task
                 if status == "DISABLED" and not readers:
@@ -538,40 +653,73 @@ class StreamTailer:
 
     # -- one shard --
 
-    async def _read_shard(self, table: str, stream: str, shard: str, position: str) -> None:
-        """GetRecords until the shard is closed (a null NextShardIterator)."""
+    async def read_shard(self, table: str, stream: str, shard: str, start: Position) -> None:
+        """Read one shard from ``start`` until it is closed (a null NextShardIterator), or cancelled.
+
+        Every record is handed to the sink once, in order; :attr:`checkpoints`
+        follows. Whenever the reader takes a position where records may have
+        been missed (``start`` is LATEST, an expired iterator had read nothing
+        from LATEST, records were trimmed) it calls ``distrust`` as soon as it
+        holds the iterator: an iterator's position is fixed when
+        GetShardIterator returns it.
+
+        Raises:
+            StreamGone: the stream vanished or may not be read.
+        """
+        name = (stream, shard)
         last: str | None = None
-        iterator: str | None = await self._iterator(table, stream, shard, position, last)
+        renewals = 0  # in a row: an iterator that fails at once again is renewed with backoff
+        iterator, position = await self._open(table, stream, shard, start)
         self.stats.readers[table] = self.stats.readers.get(table, 0) + 1
         try:
             while iterator is not None:
                 try:
                     reply = await self._streams(table, "GetRecords",
-                                                {"ShardIterator": iterator, "Limit": self.settings.batch_limit})
-                except DaxdError as exc:  # only RENEW_CODES get here
-                    log.info("renewing the iterator of %s %s (%s)", table, shard, exc.code)
-                    iterator = await self._iterator(table, stream, shard, position, last)
+                                                {"ShardIterator": iterator, "Limit": self.settings.batch_limit},
+                                                passed=RENEW_CODES | {TRIMMED})
+                except DaxdError as exc:
+                    trimmed = exc.code == TRIMMED
+                    resume = TRIM_HORIZON_POSITION if trimmed else \
+                        Position.after(last) if last is not None else position
+                    log.info("reading %s %s again from %s (%s)", table, shard, resume.kind, exc.code)
+                    if renewals:
+                        await self._sleep(self._backoff(renewals))
+                    renewals += 1
+                    iterator, position = await self._open(table, stream, shard, resume, lost=trimmed)
                     continue
+                renewals = 0
                 raw = reply.get("Records") or []
                 records = self._parse(table, stream, raw)
                 if records:
                     await self.sink(records)
                 if raw:
-                    last = str(raw[-1]["dynamodb"]["SequenceNumber"])
+                    last = self.checkpoints[name] = str(raw[-1]["dynamodb"]["SequenceNumber"])
                 iterator = reply.get("NextShardIterator")
                 if not raw and iterator is not None:
                     await self._sleep(self.settings.poll_interval)
         finally:
             self.stats.readers[table] = self.stats.readers.get(table, 1) - 1
+            self.checkpoints.pop(name, None)
         log.debug("shard %s of table %s is closed and read", shard, table)
 
-    async def _iterator(self, table: str, stream: str, shard: str, position: str, after: str | None) -> str | None:
-        request: dict[str, Any] = {"StreamArn": stream, "ShardId": shard, "ShardIteratorType": position}
-        if after is not None:
-            request.update(ShardIteratorType=AFTER_SEQUENCE_NUMBER, SequenceNumber=after)
-        reply = await self._streams(table, "GetShardIterator", request, renew=False)
+    async def _open(self, table: str, stream: str, shard: str, position: Position, *,
+                    lost: bool = False) -> tuple[str | None, Position]:
+        """An iterator at ``position`` (TRIM_HORIZON if its records were trimmed) and the position it is at.
+
+        If records may be lost before it (``lost``, LATEST, or trimmed), the
+        table is distrusted once the iterator is held.
+        """
+        request: dict[str, Any] = {"StreamArn": stream, "ShardId": shard, **position.request()}
+        try:
+            reply = await self._streams(table, "GetShardIterator", request, passed=frozenset({TRIMMED}))
+        except DaxdError:
+            log.warning("records of %s %s were trimmed before %s: reading on from TRIM_HORIZON",
+                        table, shard, position.kind)
+            return await self._open(table, stream, shard, TRIM_HORIZON_POSITION, lost=True)
+        if lost or not position.gapless:
+            await self.distrust(table, stream)
         iterator = reply.get("ShardIterator")
-        return str(iterator) if iterator else None
+        return (str(iterator) if iterator else None), position
 
     def _parse(self, table: str, stream: str, raw: list[Any]) -> list[StreamRecord]:
         records = []
@@ -586,12 +734,12 @@ class StreamTailer:
     # -- plumbing --
 
     async def _streams(self, table: str, operation: str, request: dict[str, Any], *,
-                       renew: bool = True) -> dict[str, Any]:
+                       passed: frozenset[str] = frozenset()) -> dict[str, Any]:
         """One Streams call, retried with backoff until it succeeds.
 
         Raises:
-            StreamGone: the stream or its data is gone (:data:`GONE_CODES`).
-            DaxdError: with ``renew``, an error a fresh iterator cures (:data:`RENEW_CODES`).
+            StreamGone: the stream is gone or may not be read (:data:`GONE_CODES`).
+            DaxdError: an error whose code is in ``passed`` (the caller handles it).
         """
         failures = 0
         while True:
@@ -602,7 +750,7 @@ class StreamTailer:
                 self.stats.count(self.stats.errors, table, exc.code)
                 if exc.code in GONE_CODES:
                     raise StreamGone(exc.code, exc.message) from None
-                if renew and exc.code in RENEW_CODES:
+                if exc.code in passed:
                     raise
                 failures += 1
                 log.info("%s for table %s failed (%s), attempt %d", operation, table, exc.code, failures)

@@ -111,3 +111,20 @@ async def test_a_push_to_an_unreachable_peer_never_raises_and_asks_for_a_flush()
     with contextlib.suppress(asyncio.CancelledError):
         await worker
     assert len(failures) == 2 and link.needs_flush and not link.outbox
+
+
+def test_a_peers_distrust_drops_the_tables_entries_here() -> None:
+    cluster = _cluster()
+    acc = cluster.accelerator
+    acc.items.fill("t", b"k", "", b'{"v":1}', acc.items.token("t", b"k"))
+    acc.items.fill("u", b"k", "", b'{"v":1}', acc.items.token("u", b"k"))
+    reply = cluster.handle(PeerMessage("daxd.records", {"items": [{"table": "t", "stream": "s", "distrust": True}]}))
+    assert not isinstance(reply, bytes) and asyncio.run(_await(reply))[:1] == b"\x80"  # answered once applied
+    assert acc.items.get("t", b"k") is None and acc.items.get("u", b"k") is not None
+    bad = cluster.handle(PeerMessage("daxd.records", {"items": [{"table": 3, "distrust": True}]}))
+    assert isinstance(bad, bytes) and bad[:1] != b"\x80"
+
+
+async def _await(reply: Any) -> bytes:
+    result: bytes = await reply
+    return result

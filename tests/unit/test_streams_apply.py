@@ -196,3 +196,24 @@ def test_key_order_is_bounded() -> None:
     assert order.last("a", STREAM) is None
     assert order.last("c", STREAM) == Applied(STREAM, 1, 1)
     assert order.last("c", "other") is None
+
+
+def test_distrust_drops_the_tables_entries_and_fills_in_flight_and_refills_consistently(
+        acc: Accelerator, clock: Clock) -> None:
+    up = Upstream()
+    up.answer("GetItem", {"Item": item("before")})
+    get(acc, up)
+    in_flight = acc.plan("GetItem", {"TableName": TABLE, "Key": {**KEY, "sk": {"N": "2"}}})
+    assert isinstance(step(in_flight), Call)
+    assert acc.distrust(TABLE) == 1  # a reader of the table's stream was just positioned
+    assert isinstance(step(in_flight, orjson.dumps({"Item": item("racing")})), Response)
+    assert cached(acc) == "miss" and len(acc.store) == 0  # the racing fill was not stored either
+    assert TABLE in acc.schemas  # unlike a flush, the table stays known and followed
+    up.answer("GetItem", {"Item": item("after")})
+    assert get(acc, up)["Item"] == item("after")
+    assert up.last("GetItem").get("ConsistentRead") is True  # a lagging replica must not bring back "before"
+    acc.items.evict(TABLE, canonical_key(KEY))
+    clock.now += 3  # past the consistent window (2 s)
+    up.answer("GetItem", {"Item": item("later")})
+    get(acc, up)
+    assert "ConsistentRead" not in up.last("GetItem")
