@@ -1,0 +1,236 @@
+"""botocore's event sequence for accelerated calls, hits included.
+
+A boto3 call fires, on its client's event emitter: ``provide-client-params``
+and ``before-parameter-build`` (hooks may replace or change the parameters:
+boto3's DynamoDB resource types its values here), then the request is built
+and ``before-call`` fires (a hook may answer instead of DynamoDB), the
+transport events fire while it is sent, and ``after-call`` fires with the
+parsed response (the resource turns it back into Python values here).
+
+An accelerated call fires the same events on the caller's own emitter:
+
+- the two parameter events are fired by :class:`Events`, once, before the
+  cache sees the parameters, so the cache works on what boto3 would send;
+- ``before-call`` fires inside botocore for a request daxd sends on the
+  caller's behalf; for an answer that sends nothing (a hit) :class:`Events`
+  fires it itself, with the request botocore would have built, when a hook
+  other than botocore's own listens (building it costs what a hit saves);
+- ``after-call`` is fired by :class:`Events` once the caller's answer is
+  known, with that answer (a hit's stands in for an HTTP 200).
+
+daxd's upstream calls go through a *relay* client: the wrapped client with a
+:class:`Relay` for emitter, which drops the parameter events (already fired),
+captures ``after-call`` (fired later, with the caller's answer) and keeps the
+caller's hooks away from calls the caller did not make (the table-schema
+lookup). Transport events go to the caller's emitter unchanged.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import os
+import threading
+import time
+import zlib
+from email.utils import formatdate
+from typing import Any
+
+from botocore.awsrequest import AWSResponse
+from botocore.hooks import first_non_none_response
+
+#: The events a relay never passes on: :class:`Events` fires them for the caller's call.
+_PARAMETER_EVENTS = frozenset({"provide-client-params", "before-parameter-build"})
+
+
+class Trip:
+    """One caller's call as the relay sees it: whether it was sent, what botocore's after-call carried."""
+
+    __slots__ = ("context", "http", "lookup", "parsed", "sent")
+
+    def __init__(self, context: dict[str, Any]) -> None:
+        self.context = context
+        self.sent = False
+        self.lookup = False
+        self.http: Any = None
+        self.parsed: Any = None
+
+
+class Relay:
+    """The emitter of the client daxd sends through; see the module docstring.
+
+    Registrations go to the caller's emitter, so hooks added later take effect.
+    """
+
+    def __init__(self, events: Any) -> None:
+        self._events = events
+        self._local = threading.local()
+
+    def enter(self, trip: Trip | None) -> Trip | None:
+        """Make ``trip`` the current thread's call; returns the previous one (to restore)."""
+        previous: Trip | None = getattr(self._local, "trip", None)
+        self._local.trip = trip
+        return previous
+
+    def emit(self, event_name: str, **kwargs: Any) -> list[Any]:
+        kind = event_name.partition(".")[0]
+        if kind in _PARAMETER_EVENTS:
+            return []
+        trip: Trip | None = getattr(self._local, "trip", None)
+        if trip is not None:
+            if trip.lookup:
+                return []  # the caller never made this call: their hooks do not hear of it
+            if kind == "after-call":  # fired later by Events, with the caller's answer
+                trip.http, trip.parsed = kwargs.get("http_response"), kwargs.get("parsed")
+                return []
+        responses: list[Any] = self._events.emit(event_name, **kwargs)
+        return responses
+
+    def emit_until_response(self, event_name: str, **kwargs: Any) -> tuple[Any, Any]:
+        trip: Trip | None = getattr(self._local, "trip", None)
+        if trip is not None:
+            if trip.lookup:
+                return None, None
+            if event_name.startswith("before-call."):
+                context = kwargs.get("context")
+                if isinstance(context, dict):  # one context per call, as in boto3: keep what hooks stored
+                    for name, value in trip.context.items():
+                        context.setdefault(name, value)
+                    trip.context = context
+                trip.sent = True
+        result: tuple[Any, Any] = self._events.emit_until_response(event_name, **kwargs)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._events, name)
+
+
+def relay_client(client: Any) -> tuple[Any, Relay]:
+    """A client sharing ``client``'s endpoint, credentials, config and emitter, whose
+    client-level events pass through a :class:`Relay`. ``client`` itself is untouched."""
+    relay = Relay(client.meta.events)
+    twin = object.__new__(type(client))
+    twin.__dict__.update(client.__dict__)
+    twin.meta = copy.copy(client.meta)
+    twin.meta.events = relay
+    return twin, relay
+
+
+class Events:
+    """Fires botocore's client-level events of accelerated calls on the caller's emitter."""
+
+    def __init__(self, client: Any, relay_twin: Any) -> None:
+        self.client = client
+        self.twin = relay_twin
+        self.service_id = client.meta.service_model.service_id.hyphenize()
+        self.endpoint_url = client.meta.endpoint_url
+        self._names: dict[str, tuple[str, str, str, str]] = {}
+        retries = client.meta.config.retries or {}
+        #: botocore's standard retry mode marks every response of a client allowed one attempt.
+        self.last_attempt = retries.get("mode") in ("standard", "adaptive") and retries.get("total_max_attempts") == 1
+
+    def metadata(self, body: bytes) -> dict[str, Any]:
+        """The ``ResponseMetadata`` of an answer that sent nothing (see :func:`hit_metadata`)."""
+        return hit_metadata(body, self.last_attempt)
+
+    def names(self, operation: str) -> tuple[str, str, str, str]:
+        names = self._names.get(operation)
+        if names is None:
+            s = self.service_id
+            names = self._names[operation] = (
+                f"provide-client-params.{s}.{operation}", f"before-parameter-build.{s}.{operation}",
+                f"before-call.{s}.{operation}", f"after-call.{s}.{operation}")
+        return names
+
+    def context(self, model: Any) -> dict[str, Any]:
+        """The request context botocore starts a call with (hooks may store their own things in it)."""
+        meta = self.client.meta
+        return {"client_region": meta.region_name, "client_config": meta.config,
+                "has_streaming_input": model.has_streaming_input, "auth_type": model.resolved_auth_type,
+                "unsigned_payload": model.unsigned_payload,
+                "auth_options": meta.service_model.metadata.get("auth")}
+
+    def parameters(self, model: Any, params: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+        """``provide-client-params`` then ``before-parameter-build``: the parameters the call proceeds with."""
+        provide, build, _, _ = self.names(model.name)
+        events = self.client.meta.events
+        params = first_non_none_response(events.emit(provide, params=params, model=model, context=context),
+                                         default=params)
+        events.emit(build, params=params, model=model, context=context)
+        return params
+
+    def before_call(self, model: Any, params: dict[str, Any], context: dict[str, Any]) -> Any:
+        """``before-call`` for a call that sends nothing; a hook's ``(http, parsed)`` answer or None.
+
+        Fired only if a hook other than botocore's own listens: the request
+        must be built for it (endpoint resolution, serialization), which costs
+        more than the hit.
+        """
+        name = self.names(model.name)[2]
+        events = self.client.meta.events
+        if not _listened(events, name):
+            return None
+        twin = self.twin
+        endpoint_url, headers, properties = twin._resolve_endpoint_ruleset(model, params, context)
+        if properties:
+            context["endpoint_properties"] = properties
+        request = twin._convert_to_request_dict(api_params=params, operation_model=model, endpoint_url=endpoint_url,
+                                                context=context, headers=headers)
+        _, response = events.emit_until_response(name, model=model, params=request,
+                                                  request_signer=self.client._request_signer, context=context)
+        return response
+
+    def after_call(self, model: Any, http: Any, parsed: Any, context: dict[str, Any]) -> None:
+        self.client.meta.events.emit(self.names(model.name)[3], http_response=http, parsed=parsed, model=model,
+                                     context=context)
+
+    def hit_http(self, metadata: dict[str, Any], body: bytes) -> AWSResponse:
+        """The HTTP response a hit stands for (``after-call``'s ``http_response``)."""
+        http = AWSResponse(self.endpoint_url, 200, metadata["HTTPHeaders"], None)
+        http._content = body
+        return http
+
+
+def _listened(events: Any, name: str) -> bool:
+    """Whether a handler not registered by botocore itself listens to ``name`` on ``events``."""
+    inner = getattr(events, "_emitter", events)
+    alias = getattr(events, "_alias_event_name", None)
+    trie = getattr(inner, "_handlers", None)
+    if trie is None or not hasattr(trie, "prefix_search"):
+        return True  # an emitter we cannot look into: assume someone listens
+    handlers = trie.prefix_search(alias(name) if alias is not None else name)
+    return any(not (getattr(h, "__module__", None) or "").startswith("botocore.") for h in handlers)
+
+
+# -- a hit's ResponseMetadata ------------------------------------------------
+
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _http_date() -> str:
+    """Now as an HTTP ``date`` header; formatted once a second."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, formatdate(now, usegmt=True))
+    return _date_cache[1]
+
+
+def request_id() -> str:
+    """A fresh request id shaped like DynamoDB's (52 upper-case letters and digits)."""
+    return base64.b32encode(os.urandom(32)).decode("ascii")[:52]
+
+
+def hit_metadata(body: bytes, last_attempt: bool = False) -> dict[str, Any]:
+    """The ``ResponseMetadata`` of an answer served from memory: what DynamoDB's HTTP 200 carrying
+    ``body`` would have, with a request id of its own (``last_attempt``: botocore would add
+    ``MaxAttemptsReached``)."""
+    rid = request_id()
+    metadata = {"RequestId": rid, "HTTPStatusCode": 200,
+                "HTTPHeaders": {"server": "Server", "date": _http_date(), "content-type": "application/x-amz-json-1.0",
+                                "content-length": str(len(body)), "connection": "keep-alive",
+                                "x-amzn-requestid": rid, "x-amz-crc32": str(zlib.crc32(body))},
+                "RetryAttempts": 0}
+    if last_attempt:
+        metadata["MaxAttemptsReached"] = True
+    return metadata
