@@ -124,7 +124,8 @@ class Exchange:
         trip = self.trip
         mine = call.operation == self.op.name  # else the plan's own lookup (the table's schema)
         trip.lookup = not mine
-        trip.http = trip.parsed = None
+        if mine:
+            trip.http = trip.parsed = None
         relay = self.accelerated._daxd_relay
         previous = relay.enter(trip)
         try:
