@@ -27,7 +27,6 @@ lookup). Transport events go to the caller's emitter unchanged.
 
 from __future__ import annotations
 
-import base64
 import copy
 import os
 import threading
@@ -36,7 +35,7 @@ import zlib
 from email.utils import formatdate
 from typing import Any
 
-from botocore.awsrequest import AWSResponse
+from botocore.awsrequest import AWSResponse, HeadersDict
 from botocore.hooks import first_non_none_response
 
 #: The events a relay never passes on: :class:`Events` fires them for the caller's call.
@@ -186,9 +185,26 @@ class Events:
 
     def hit_http(self, metadata: dict[str, Any], body: bytes) -> AWSResponse:
         """The HTTP response a hit stands for (``after-call``'s ``http_response``)."""
-        http = AWSResponse(self.endpoint_url, 200, metadata["HTTPHeaders"], None)
-        http._content = body
-        return http
+        return HitResponse(self.endpoint_url, metadata, body)
+
+
+class HitResponse(AWSResponse):  # type: ignore[misc]  # botocore is untyped
+    """botocore's HTTP response for an answer that sent nothing: status 200, the headers of its
+    ResponseMetadata (made into botocore's header dict only if someone reads them), the body."""
+
+    def __init__(self, url: str, metadata: dict[str, Any], body: bytes) -> None:
+        self.url = url
+        self.status_code = 200
+        self.raw = None
+        self._content = body
+        self._metadata = metadata
+        self._headers: Any = None
+
+    @property
+    def headers(self) -> Any:
+        if self._headers is None:
+            self._headers = HeadersDict(self._metadata["HTTPHeaders"])
+        return self._headers
 
 
 def _listened(events: Any, name: str) -> bool:
@@ -198,7 +214,13 @@ def _listened(events: Any, name: str) -> bool:
     trie = getattr(inner, "_handlers", None)
     if trie is None or not hasattr(trie, "prefix_search"):
         return True  # an emitter we cannot look into: assume someone listens
-    handlers = trie.prefix_search(alias(name) if alias is not None else name)
+    name = alias(name) if alias is not None else name
+    cache = getattr(inner, "_lookup_cache", None)
+    handlers = cache.get(name) if isinstance(cache, dict) else None
+    if handlers is None:
+        handlers = trie.prefix_search(name)  # as the emitter's own lookup does, and kept where it keeps it
+        if isinstance(cache, dict):
+            cache[name] = handlers
     return any(not (getattr(h, "__module__", None) or "").startswith("botocore.") for h in handlers)
 
 
@@ -218,7 +240,7 @@ def _http_date() -> str:
 
 def request_id() -> str:
     """A fresh request id shaped like DynamoDB's (52 upper-case letters and digits)."""
-    return base64.b32encode(os.urandom(32)).decode("ascii")[:52]
+    return os.urandom(26).hex().upper()
 
 
 def hit_metadata(body: bytes, last_attempt: bool = False) -> dict[str, Any]:
