@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 from botocore.validate import ParamValidationDecorator, validate_parameters
 
@@ -41,8 +42,11 @@ from daxd.messages import Call, Response
 from daxd.model.errors import DaxdError, ServiceUnavailable, from_code
 
 _UPSTREAM_MARK = "daxd_from_wrapped_client"
-#: Where a cached item keeps the pickled GetItem response in boto3's shape.
+#: Where a cached item keeps the pickled GetItem response in boto3's shape (client; resource).
 _PICKLE = "boto3-client-pickle"
+_RESOURCE_PICKLE = "boto3-resource-pickle"
+_SERIALIZER = TypeSerializer()
+_DESERIALIZER = TypeDeserializer()
 #: Operations that change nothing: a direct (unplanned) success of any other flushes the cache.
 _READ_ONLY_PREFIXES = ("Get", "BatchGet", "Query", "Scan", "Describe", "List", "TransactGet")
 
@@ -250,6 +254,10 @@ class AcceleratedClient:
     def _daxd_call(self, op: Operation, params: dict[str, Any]) -> Any:
         """One call of ``op``, with botocore's events around it (:mod:`daxd.inprocess.events`)."""
         events = self._daxd_events
+        if op.name == "GetItem" and events.only_resource_hooks("GetItem"):
+            hit = self._daxd_resource_get_item_hit(op, params)
+            if hit is not None:
+                return hit
         trip = Trip(events.context(op.model))
         params = events.parameters(op.model, params, trip.context)
         if self._daxd_validate:
@@ -331,6 +339,43 @@ class AcceleratedClient:
         response: dict[str, Any] = pickle.loads(blob)
         response["ResponseMetadata"] = self._daxd_events.metadata(body)
         return response, body
+
+    def _daxd_resource_get_item_hit(self, op: Operation, params: dict[str, Any]) -> dict[str, Any] | None:
+        """A GetItem hit of boto3's resource, whose hooks are all it has (:meth:`Events.only_resource_hooks`),
+        answered as those hooks would: the key typed, the item untyped.
+
+        GetItem has no condition or value placeholders, so typing its ``Key`` is
+        all the input hooks do, and untyping ``Item`` all the output hook does;
+        the untyped response is pickled once per entry, like the client's.
+        """
+        key = params.get("Key")
+        if not isinstance(key, dict):
+            return None
+        try:
+            typed = {**params, "Key": {name: _SERIALIZER.serialize(value) for name, value in key.items()}}
+        except (TypeError, ValueError):
+            return None  # the hooks raise boto3's own error for this
+        if self._daxd_validate:
+            op.check(typed)
+        driver = self._daxd_driver
+        with driver.lock:
+            try:
+                entry = driver.accelerator.cached_item(typed)
+            except (TypeError, DaxdError):
+                return None
+            if entry is None:
+                return None
+            body = item_body(entry.item)
+            blob = entry.extra.get(_RESOURCE_PICKLE) if entry.extra is not None else None
+            if blob is None:
+                data = self._daxd_shape_hit(op, body)
+                if "Item" in data:
+                    data["Item"] = {name: _DESERIALIZER.deserialize(value) for name, value in data["Item"].items()}
+                blob = pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)
+                driver.accelerator.items.attach(entry, _RESOURCE_PICKLE, blob, len(blob))
+        response: dict[str, Any] = pickle.loads(blob)
+        response["ResponseMetadata"] = self._daxd_events.metadata(body)
+        return response
 
     def _daxd_recover(self, op: Operation, exchange: Exchange, failure: Exception,
                       started: float) -> tuple[dict[str, Any], Any]:

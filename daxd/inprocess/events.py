@@ -38,6 +38,9 @@ from typing import Any
 from botocore.awsrequest import AWSResponse, HeadersDict
 from botocore.hooks import first_non_none_response
 
+#: The hooks boto3's DynamoDB resource registers (unique ids), in the order their events fire.
+RESOURCE_HOOKS = ("dynamodb-create-params-copy", "dynamodb-condition-expression", "dynamodb-attr-value-input",
+                  "dynamodb-attr-value-output")
 #: The events a relay never passes on: :class:`Events` fires them for the caller's call.
 _PARAMETER_EVENTS = frozenset({"provide-client-params", "before-parameter-build"})
 
@@ -124,9 +127,40 @@ class Events:
         self.service_id = client.meta.service_model.service_id.hyphenize()
         self.endpoint_url = client.meta.endpoint_url
         self._names: dict[str, tuple[str, str, str, str]] = {}
+        self._judged_for: Any = None
+        self._judged: dict[str, bool] = {}
         retries = client.meta.config.retries or {}
         #: botocore's standard retry mode marks every response of a client allowed one attempt.
         self.last_attempt = retries.get("mode") in ("standard", "adaptive") and retries.get("total_max_attempts") == 1
+
+    def only_resource_hooks(self, operation: str) -> bool:
+        """Whether the only hooks on ``operation``'s client-level events, botocore's own aside, are
+        boto3's resource transformation, as registered by the resource: then a hit may be typed
+        and untyped by daxd directly (same result, a fraction of the cost). Re-judged whenever
+        a hook is registered or removed."""
+        events = self.client.meta.events
+        inner = getattr(events, "_emitter", events)
+        registered = getattr(inner, "_lookup_cache", None)
+        if registered is not self._judged_for:  # the emitter replaces this dict on every (un)registration
+            self._judged_for, self._judged = registered, {}
+        verdict = self._judged.get(operation)
+        if verdict is None:
+            verdict = self._judged[operation] = registered is not None and self._resource_only(events, operation)
+        return verdict
+
+    def _resource_only(self, events: Any, operation: str) -> bool:
+        inner = getattr(events, "_emitter", events)
+        unique = getattr(inner, "_unique_id_handlers", {})
+        if not all(hook in unique for hook in RESOURCE_HOOKS):
+            return False
+        expected = [unique[hook]["handler"] for hook in RESOURCE_HOOKS]
+        found: list[Any] = []
+        for name in self.names(operation):
+            handlers = _handlers(events, name)
+            if handlers is None:
+                return False
+            found.extend(_foreign(handlers))
+        return found == expected
 
     def metadata(self, body: bytes) -> dict[str, Any]:
         """The ``ResponseMetadata`` of an answer that sent nothing (see :func:`hit_metadata`)."""
@@ -207,13 +241,13 @@ class HitResponse(AWSResponse):  # type: ignore[misc]  # botocore is untyped
         return self._headers
 
 
-def _listened(events: Any, name: str) -> bool:
-    """Whether a handler not registered by botocore itself listens to ``name`` on ``events``."""
+def _handlers(events: Any, name: str) -> list[Any] | None:
+    """The handlers ``events`` would call for ``name`` (None: an emitter we cannot look into)."""
     inner = getattr(events, "_emitter", events)
     alias = getattr(events, "_alias_event_name", None)
     trie = getattr(inner, "_handlers", None)
     if trie is None or not hasattr(trie, "prefix_search"):
-        return True  # an emitter we cannot look into: assume someone listens
+        return None
     name = alias(name) if alias is not None else name
     cache = getattr(inner, "_lookup_cache", None)
     handlers = cache.get(name) if isinstance(cache, dict) else None
@@ -221,7 +255,18 @@ def _listened(events: Any, name: str) -> bool:
         handlers = trie.prefix_search(name)  # as the emitter's own lookup does, and kept where it keeps it
         if isinstance(cache, dict):
             cache[name] = handlers
-    return any(not (getattr(h, "__module__", None) or "").startswith("botocore.") for h in handlers)
+    return list(handlers)
+
+
+def _foreign(handlers: list[Any]) -> list[Any]:
+    """The handlers botocore did not register itself."""
+    return [h for h in handlers if not (getattr(h, "__module__", None) or "").startswith("botocore.")]
+
+
+def _listened(events: Any, name: str) -> bool:
+    """Whether a handler not registered by botocore itself listens to ``name`` on ``events``."""
+    handlers = _handlers(events, name)
+    return handlers is None or bool(_foreign(handlers))
 
 
 # -- a hit's ResponseMetadata ------------------------------------------------

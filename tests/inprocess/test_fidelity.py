@@ -238,3 +238,24 @@ def test_a_hit_carries_a_response_metadata_of_boto3s_shape(api: Any, ddb: Any, t
     body = b'{"Item":{"pk":{"S":"a"},"sk":{"N":"1"},"v":{"S":"x"}}}'
     assert hits[0]["HTTPHeaders"]["content-length"] == str(len(body))
     assert hits[0]["HTTPHeaders"]["x-amz-crc32"] == str(zlib.crc32(body))
+
+
+def test_a_resource_hit_answers_alike_with_and_without_other_hooks(resource: Any, table: str) -> None:
+    """With only the resource's own hooks, a GetItem hit is typed by daxd directly; with any other
+    hook, by the resource's hooks: the answers must not differ."""
+    from decimal import Decimal
+
+    from boto3.dynamodb.types import Binary
+    t = resource.Table(table)
+    item = {"pk": "fast", "sk": 1, "n": Decimal("1.5"), "b": Binary(b"\x00"), "ss": {"x", "y"},
+            "m": {"l": [Decimal(1), "s", None, True]}}
+    t.put_item(Item=item)
+    events = resource.meta.client._daxd_events
+    assert events.only_resource_hooks("GetItem")
+    fast = t.get_item(Key={"pk": "fast", "sk": 1})
+    resource.meta.client.meta.events.register("after-call.dynamodb.GetItem", lambda **_: None, unique_id="other")
+    assert not events.only_resource_hooks("GetItem")
+    hooked = t.get_item(Key={"pk": "fast", "sk": 1})
+    assert fast["Item"] == hooked["Item"] == item
+    assert fast["ResponseMetadata"].keys() == hooked["ResponseMetadata"].keys()
+    assert resource.meta.client.daxd_stats()["item_hits"] == 2
