@@ -128,16 +128,17 @@ class Events:
         self.endpoint_url = client.meta.endpoint_url
         self._names: dict[str, tuple[str, str, str, str]] = {}
         self._judged_for: Any = None
-        self._judged: dict[str, bool] = {}
+        self._judged: dict[str, str] = {}
         retries = client.meta.config.retries or {}
         #: botocore's standard retry mode marks every response of a client allowed one attempt.
         self.last_attempt = retries.get("mode") in ("standard", "adaptive") and retries.get("total_max_attempts") == 1
 
-    def only_resource_hooks(self, operation: str) -> bool:
-        """Whether the only hooks on ``operation``'s client-level events, botocore's own aside, are
-        boto3's resource transformation, as registered by the resource: then a hit may be typed
-        and untyped by daxd directly (same result, a fraction of the cost). Re-judged whenever
-        a hook is registered or removed."""
+    def hooks(self, operation: str) -> str:
+        """Who hooks ``operation``'s client-level events, botocore's own handlers aside: ``"none"``,
+        ``"resource"`` (only boto3's resource transformation, as the resource registered it) or
+        ``"other"``. With none, or the resource's alone, a GetItem hit may skip the events and do
+        what they would do directly (same answer, a fraction of the cost). Re-judged whenever a
+        hook is registered or removed."""
         events = self.client.meta.events
         inner = getattr(events, "_emitter", events)
         registered = getattr(inner, "_lookup_cache", None)
@@ -145,22 +146,23 @@ class Events:
             self._judged_for, self._judged = registered, {}
         verdict = self._judged.get(operation)
         if verdict is None:
-            verdict = self._judged[operation] = registered is not None and self._resource_only(events, operation)
+            verdict = self._judged[operation] = "other" if registered is None else self._judge(events, operation)
         return verdict
 
-    def _resource_only(self, events: Any, operation: str) -> bool:
-        inner = getattr(events, "_emitter", events)
-        unique = getattr(inner, "_unique_id_handlers", {})
-        if not all(hook in unique for hook in RESOURCE_HOOKS):
-            return False
-        expected = [unique[hook]["handler"] for hook in RESOURCE_HOOKS]
+    def _judge(self, events: Any, operation: str) -> str:
         found: list[Any] = []
         for name in self.names(operation):
             handlers = _handlers(events, name)
             if handlers is None:
-                return False
+                return "other"
             found.extend(_foreign(handlers))
-        return found == expected
+        if not found:
+            return "none"
+        inner = getattr(events, "_emitter", events)
+        unique = getattr(inner, "_unique_id_handlers", {})
+        if all(hook in unique for hook in RESOURCE_HOOKS) and found == [unique[h]["handler"] for h in RESOURCE_HOOKS]:
+            return "resource"
+        return "other"
 
     def metadata(self, body: bytes) -> dict[str, Any]:
         """The ``ResponseMetadata`` of an answer that sent nothing (see :func:`hit_metadata`)."""

@@ -251,10 +251,10 @@ def test_a_resource_hit_answers_alike_with_and_without_other_hooks(resource: Any
             "m": {"l": [Decimal(1), "s", None, True]}}
     t.put_item(Item=item)
     events = resource.meta.client._daxd_events
-    assert events.only_resource_hooks("GetItem")
+    assert events.hooks("GetItem") == "resource"
     fast = t.get_item(Key={"pk": "fast", "sk": 1})
     resource.meta.client.meta.events.register("after-call.dynamodb.GetItem", lambda **_: None, unique_id="other")
-    assert not events.only_resource_hooks("GetItem")
+    assert events.hooks("GetItem") == "other"
     hooked = t.get_item(Key={"pk": "fast", "sk": 1})
     assert fast["Item"] == hooked["Item"] == item
     assert fast["ResponseMetadata"].keys() == hooked["ResponseMetadata"].keys()
