@@ -37,7 +37,7 @@ from botocore.validate import ParamValidationDecorator, validate_parameters
 from daxd.accelerator import item_body
 from daxd.inprocess import convert
 from daxd.inprocess.driver import ThreadedDriver
-from daxd.inprocess.events import Events, Trip, relay_client
+from daxd.inprocess.events import Events, Trip, body_facts, relay_client
 from daxd.messages import Call, Response
 from daxd.model.errors import DaxdError, ServiceUnavailable, from_code
 
@@ -340,12 +340,13 @@ class AcceleratedClient:
             if entry is None:
                 return None
             body = item_body(entry.item)
-            blob = entry.extra.get(_PICKLE) if entry.extra is not None else None
-            if blob is None:
+            kept = entry.extra.get(_PICKLE) if entry.extra is not None else None
+            if kept is None:
                 blob = pickle.dumps(self._daxd_shape_hit(op, body), protocol=pickle.HIGHEST_PROTOCOL)
-                driver.accelerator.items.attach(entry, _PICKLE, blob, len(blob))
-        response: dict[str, Any] = pickle.loads(blob)
-        response["ResponseMetadata"] = self._daxd_events.metadata(body)
+                kept = (blob, body_facts(body))
+                driver.accelerator.items.attach(entry, _PICKLE, kept, len(blob))
+        response: dict[str, Any] = pickle.loads(kept[0])
+        response["ResponseMetadata"] = self._daxd_events.metadata(body, kept[1])
         return response, body
 
     def _daxd_resource_get_item_hit(self, op: Operation, params: dict[str, Any]) -> dict[str, Any] | None:
@@ -373,16 +374,17 @@ class AcceleratedClient:
                 return None
             if entry is None:
                 return None
-            body = item_body(entry.item)
-            blob = entry.extra.get(_RESOURCE_PICKLE) if entry.extra is not None else None
-            if blob is None:
+            kept = entry.extra.get(_RESOURCE_PICKLE) if entry.extra is not None else None
+            if kept is None:
+                body = item_body(entry.item)
                 data = self._daxd_shape_hit(op, body)
                 if "Item" in data:
                     data["Item"] = {name: _DESERIALIZER.deserialize(value) for name, value in data["Item"].items()}
                 blob = pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)
-                driver.accelerator.items.attach(entry, _RESOURCE_PICKLE, blob, len(blob))
-        response: dict[str, Any] = pickle.loads(blob)
-        response["ResponseMetadata"] = self._daxd_events.metadata(body)
+                kept = (blob, body_facts(body))
+                driver.accelerator.items.attach(entry, _RESOURCE_PICKLE, kept, len(blob))
+        response: dict[str, Any] = pickle.loads(kept[0])
+        response["ResponseMetadata"] = self._daxd_events.metadata(b"", kept[1])
         return response
 
     def _daxd_recover(self, op: Operation, exchange: Exchange, failure: Exception,

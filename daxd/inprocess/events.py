@@ -28,6 +28,7 @@ lookup). Transport events go to the caller's emitter unchanged.
 from __future__ import annotations
 
 import copy
+import itertools
 import os
 import threading
 import time
@@ -164,9 +165,9 @@ class Events:
             return "resource"
         return "other"
 
-    def metadata(self, body: bytes) -> dict[str, Any]:
+    def metadata(self, body: bytes, facts: tuple[str, str] | None = None) -> dict[str, Any]:
         """The ``ResponseMetadata`` of an answer that sent nothing (see :func:`hit_metadata`)."""
-        return hit_metadata(body, self.last_attempt)
+        return hit_metadata(body, self.last_attempt, facts)
 
     def names(self, operation: str) -> tuple[str, str, str, str]:
         names = self._names.get(operation)
@@ -285,20 +286,31 @@ def _http_date() -> str:
     return _date_cache[1]
 
 
+#: Request ids: a random per-process prefix and a counter (unique, cheap: one is made per hit).
+_ID_PREFIX = os.urandom(18).hex().upper()
+_ID_COUNTER = itertools.count(1)
+
+
 def request_id() -> str:
     """A fresh request id shaped like DynamoDB's (52 upper-case letters and digits)."""
-    return os.urandom(26).hex().upper()
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016X}"
 
 
-def hit_metadata(body: bytes, last_attempt: bool = False) -> dict[str, Any]:
+def body_facts(body: bytes) -> tuple[str, str]:
+    """The ``content-length`` and ``x-amz-crc32`` headers of a response body."""
+    return str(len(body)), str(zlib.crc32(body))
+
+
+def hit_metadata(body: bytes, last_attempt: bool = False, facts: tuple[str, str] | None = None) -> dict[str, Any]:
     """The ``ResponseMetadata`` of an answer served from memory: what DynamoDB's HTTP 200 carrying
     ``body`` would have, with a request id of its own (``last_attempt``: botocore would add
-    ``MaxAttemptsReached``)."""
+    ``MaxAttemptsReached``; ``facts``: :func:`body_facts` of ``body``, if known)."""
     rid = request_id()
+    length, crc = facts or body_facts(body)
     metadata = {"RequestId": rid, "HTTPStatusCode": 200,
                 "HTTPHeaders": {"server": "Server", "date": _http_date(), "content-type": "application/x-amz-json-1.0",
-                                "content-length": str(len(body)), "connection": "keep-alive",
-                                "x-amzn-requestid": rid, "x-amz-crc32": str(zlib.crc32(body))},
+                                "content-length": length, "connection": "keep-alive",
+                                "x-amzn-requestid": rid, "x-amz-crc32": crc},
                 "RetryAttempts": 0}
     if last_attempt:
         metadata["MaxAttemptsReached"] = True
