@@ -47,7 +47,7 @@ class Boto3Streams:
         try:
             response = method(**convert.request_params(body, model.input_shape))
         except Exception as exc:
-            raise wrap_upstream(exc) from exc
+            raise wrap_upstream(exc, operation) from exc
         return convert.response_json(response)
 
     async def close(self) -> None:

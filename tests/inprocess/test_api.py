@@ -34,16 +34,6 @@ def test_bad_values_get_boto3s_validation_error(api: Any, table: str) -> None:
         api.get_item(TableName=table, Key={"pk": {"S": object()}, "sk": {"N": "1"}})
 
 
-def test_hits_skip_botocore_events_misses_fire_them(dynamodb_local: Any, table: str) -> None:
-    raw = client(dynamodb_local.endpoint)
-    seen: list[str] = []
-    raw.meta.events.register("before-call.dynamodb.GetItem", lambda **kw: seen.append("call"))
-    api = daxd.accelerate(raw)
-    api.get_item(TableName=table, Key=key())
-    api.get_item(TableName=table, Key=key())
-    assert seen == ["call"]
-
-
 def test_returned_items_are_the_callers_to_change(api: Any, table: str) -> None:
     api.put_item(TableName=table, Item={**key(), "l": {"L": [{"S": "x"}]}})
     miss = api.get_item(TableName=table, Key=key("none"))

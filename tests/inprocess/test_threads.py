@@ -23,7 +23,7 @@ def test_concurrent_misses_for_one_key_cost_one_upstream_call(dynamodb_local: An
         calls.append("GetItem")
         time.sleep(0.3)
 
-    raw.meta.events.register("before-call.dynamodb.GetItem", slow_get)
+    raw.meta.events.register("before-send.dynamodb.GetItem", slow_get)
     api = daxd.accelerate(raw)
     ddb.put_item(TableName=table, Item={**key(), "v": {"S": "x"}})
     barrier = threading.Barrier(THREADS)
@@ -42,7 +42,7 @@ def test_concurrent_misses_for_one_key_cost_one_upstream_call(dynamodb_local: An
 
 def test_concurrent_upstream_errors_reach_every_waiter(dynamodb_local: Any) -> None:
     raw = client(dynamodb_local.endpoint)
-    raw.meta.events.register("before-call.dynamodb.GetItem", lambda **_: time.sleep(0.2))
+    raw.meta.events.register("before-send.dynamodb.GetItem", lambda **_: time.sleep(0.2))
     api = daxd.accelerate(raw)
     barrier = threading.Barrier(4)
 

@@ -218,6 +218,17 @@ def test_batch_get_fetches_only_misses_and_never_caches_unprocessed_keys(acc: Ac
     assert sorted(i["v"]["S"] for i in again["Responses"][TABLE]) == ["0", "1", "3"]
 
 
+def test_batch_get_naming_a_key_twice_is_left_to_dynamodb(acc: Accelerator) -> None:
+    up = Upstream()
+    up.answer("GetItem", {"Item": {**KEY, "v": {"S": "cached"}}})
+    run(acc, up, "GetItem", Key=KEY)
+    up.answer("BatchGetItem", ValidationException("Provided list of item keys contains duplicates"))
+    twice = {"RequestItems": {TABLE: {"Keys": [KEY, {"sk": {"N": "1.0"}, "pk": {"S": "a"}}]}}}
+    with pytest.raises(ValidationException, match="duplicates"):
+        run_plan_sync(acc.plan("BatchGetItem", twice), up)
+    assert up.last("BatchGetItem") == twice  # sent as asked, though every key is cached
+
+
 def test_transaction_cancelled_evicts_every_key_it_named(acc: Accelerator) -> None:
     up = Upstream()
     up.answer("GetItem", {"Item": {**KEY, "v": {"S": "cached"}}}, {"Item": {**KEY, "v": {"S": "fresh"}}})
