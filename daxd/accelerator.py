@@ -385,7 +385,7 @@ class Accelerator:
 
     def _batch_get_item(self, req: dict[str, Any], raw: bytes | None) -> Plan:
         request_items = req.get("RequestItems")
-        if not isinstance(request_items, dict) or not request_items or _repeats_a_key(request_items):
+        if not isinstance(request_items, dict) or not request_items:
             return (yield from self._forward("BatchGetItem", req, raw))
         found: dict[str, list[bytes]] = {}
         misses: dict[str, dict[str, Any]] = {}
@@ -776,17 +776,6 @@ def _failed_changes(evicted: list[tuple[str, bytes]], touched: list[tuple[str, b
     """A failed write's changes: every key it named evicted, with its partition if it wrote there."""
     partitions = {(t, k): p for t, k, p in touched}
     return [Change(t, k, partitions.get((t, k)), evicted=True) for t, k in evicted]
-
-
-def _repeats_a_key(request_items: dict[str, Any]) -> bool:
-    """Whether a BatchGetItem names a key twice in one table: DynamoDB refuses it, so it is not answered here."""
-    for spec in request_items.values():
-        listed = spec.get("Keys") if isinstance(spec, dict) else None
-        if isinstance(listed, list) and len(listed) > 1:
-            canonical = [keys.canonical_key(k) for k in listed]
-            if len(set(canonical)) != len(canonical):
-                return True
-    return False
 
 
 def _table(req: dict[str, Any]) -> str:
