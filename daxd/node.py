@@ -27,11 +27,12 @@ from daxd.cluster.streams import StreamCollector, StreamsUpstream, StreamTailer,
 from daxd.config import ConfigError, Settings
 from daxd.drivers import AsyncDriver
 from daxd.embedded import EmbeddedBackend
-from daxd.frontends import admin, httpserver, lifecycle
+from daxd.frontends import admin, httpserver, listener
 from daxd.frontends.dax import server as dax_server
 from daxd.frontends.dax.attrs import AttributeListTable
 from daxd.frontends.dax.service import DaxService
 from daxd.frontends.http import DynamoDBApp, error_response
+from daxd.frontends.listener import Limits, ListenerCollector, ListenerState
 from daxd.observability import Metrics
 from daxd.upstream.client import BotocoreCredentials, Upstream, aws_endpoint
 from daxd.upstream.sigv4 import Credentials
@@ -131,6 +132,17 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
+def listener_limits(settings: Settings, protocol: str) -> Limits:
+    """The limits of one protocol's listeners (each listener counts its own connections)."""
+    s = settings
+    dax = protocol == "dax"
+    return Limits(max_connections=s.dax_max_connections if dax else s.http_max_connections,
+                  idle_timeout=s.dax_idle_timeout if dax else s.http_idle_timeout,
+                  header_timeout=s.header_timeout, body_timeout=s.body_timeout,
+                  max_header_count=s.max_header_count, max_header_bytes=s.max_header_size,
+                  max_request_size=s.max_request_size, write_high_water=s.reply_buffer)
+
+
 class Node:
     """One daxd node. ``start()`` binds every listener; ``stop()`` drains and closes them."""
 
@@ -151,9 +163,9 @@ class Node:
         self.secrets = load_keys(settings.auth_keys) if settings.auth_keys else None
         self.tls = tls_context(settings)
         self.attr_lists = AttributeListTable(settings.attribute_lists_max)
-        self.dax_state = dax_server.ListenerState(max_connections=settings.dax_max_connections,
-                                                  idle_timeout=settings.dax_idle_timeout)
-        self.metrics.registry.register(dax_server.DaxCollector(self.attr_lists, self.dax_state))
+        self.listeners: list[ListenerState] = []
+        self.metrics.registry.register(dax_server.DaxCollector(self.attr_lists))
+        self.metrics.registry.register(ListenerCollector(self.listeners))
         self.cluster = Cluster(membership_of(settings), self.accelerator, credentials=peer_credentials(self.secrets),
                                region=self.region, health_interval=settings.health_interval,
                                quiet=settings.consistent_window)
@@ -162,8 +174,7 @@ class Node:
         self.dax_port = 0
         self.dax_tls_port = 0
         self.http_tls_port = 0
-        self._servers: list[tuple[asyncio.Server, httpserver.ServerState]] = []
-        self._dax_servers: list[asyncio.Server] = []
+        self._servers: list[asyncio.Server] = []
         self.stopped = asyncio.Event()
 
     def _make_upstream(self) -> Upstream:
@@ -205,40 +216,40 @@ class Node:
             self.metrics.registry.register(StreamCollector(self.tailer.stats))
             self.tailer.start()
         authorizer = http_authorizer(self.secrets) if self.secrets is not None else None
-        api = DynamoDBApp(self.driver, self.metrics, authorizer)
-        self.http_port = await self._listen(api, s.http_port, error_response=error_response)
-        self.admin_port = await self._listen(admin.AdminApp(self), s.admin_port)
+        api = DynamoDBApp(self.driver, self.metrics, authorizer, region=self.region)
+        self.http_port = await self._listen_http("http", api, s.http_port, None)
+        self.admin_port = await self._listen(ListenerState("admin", Limits()), admin.AdminApp(self), s.admin_port)
         service = DaxService(self.driver, self.attr_lists,
                              authenticator=DaxAuthenticator(self.secrets) if self.secrets is not None else None,
                              hostname=advertised_hostname(s.host), availability_zone=f"{self.region}a",
                              cluster=self.cluster, cluster_port=s.dax_port or None)
-        self.dax_port = await self._listen_dax(service, s.dax_port, None)
+        self.dax_port = await self._listen_dax("dax", service, s.dax_port, None)
         service.cluster_port = self.dax_port
         self.cluster.start()
         if self.tls is not None:
-            self.dax_tls_port = await self._listen_dax(service, s.dax_tls_port, self.tls)
-            self.http_tls_port = await self._listen_tls_http(api, s.http_tls_port, self.tls)
+            self.dax_tls_port = await self._listen_dax("daxs", service, s.dax_tls_port, self.tls)
+            self.http_tls_port = await self._listen_http("https", api, s.http_tls_port, self.tls)
         self._announce()
 
-    async def _listen(self, app: httpserver.Application, port: int, **kwargs: Any) -> int:
-        state = httpserver.ServerState()
-        server = await httpserver.serve(app, self.settings.host, port, state, **kwargs)
-        self._servers.append((server, state))
-        return int(server.sockets[0].getsockname()[1])
+    async def _listen(self, state: ListenerState, app: httpserver.Application, port: int,
+                      context: ssl.SSLContext | None = None, **kwargs: Any) -> int:
+        server = await httpserver.serve(app, self.settings.host, port, state, context, **kwargs)
+        return self._add(server, state)
 
-    async def _listen_tls_http(self, app: httpserver.Application, port: int, context: ssl.SSLContext) -> int:
-        """The DynamoDB API over HTTPS: the same application behind a TLS transport."""
-        state = httpserver.ServerState()
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(
-            lambda: httpserver.HttpProtocol(app, state, error_response=error_response),
-            self.settings.host, port, reuse_address=True, ssl=context)
-        self._servers.append((server, state))
-        return int(server.sockets[0].getsockname()[1])
+    async def _listen_http(self, name: str, app: httpserver.Application, port: int,
+                           context: ssl.SSLContext | None) -> int:
+        """The DynamoDB API, plain or over TLS: the same application on either transport."""
+        state = ListenerState(name, listener_limits(self.settings, "http"))
+        return await self._listen(state, app, port, context, error_response=error_response)
 
-    async def _listen_dax(self, service: DaxService, port: int, context: ssl.SSLContext | None) -> int:
-        server = await dax_server.serve(service, self.dax_state, self.settings.host, port, context)
-        self._dax_servers.append(server)
+    async def _listen_dax(self, name: str, service: DaxService, port: int, context: ssl.SSLContext | None) -> int:
+        state = ListenerState(name, listener_limits(self.settings, "dax"))
+        server = await dax_server.serve(service, state, self.settings.host, port, context)
+        return self._add(server, state)
+
+    def _add(self, server: asyncio.Server, state: ListenerState) -> int:
+        self._servers.append(server)
+        self.listeners.append(state)
         return int(server.sockets[0].getsockname()[1])
 
     def _announce(self) -> None:
@@ -291,10 +302,7 @@ class Node:
         """Stop accepting, finish in-flight requests (bounded by shutdown_grace), close everything."""
         log.info("stopping: closing listeners and draining in-flight requests")
         grace = self.settings.shutdown_grace
-        await lifecycle.shutdown(self._dax_servers, self.dax_state.connections, self.dax_state.tasks, grace)
-        self._dax_servers.clear()
-        for server, state in self._servers:
-            await lifecycle.shutdown([server], state.connections, state.tasks, grace)
+        await listener.shutdown(self._servers, self.listeners, grace)
         self._servers.clear()
         await self.cluster.stop()
         if self.tailer is not None:
