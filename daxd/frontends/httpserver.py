@@ -382,11 +382,11 @@ class HttpProtocol(ListenerProtocol):
 
     def _refuse(self, refused: RequestRefused) -> None:
         """Answer an unparseable, oversized or late request and close: the stream cannot be trusted."""
-        log.info("HTTP connection %s: refusing request: %s", self.peer, refused.message)
         response = self.error_response(refused.status, refused.message)
         self._queue.clear()
         self._pending = bytearray()
-        self.refuse(refused.reason, response.encode(date=_Clock.date(), close=True))
+        self.refuse(refused.reason, f"refusing request: {refused.message}",
+                    response.encode(date=_Clock.date(), close=True))
 
 
 def _plain_error(status: int, message: str) -> HttpResponse:

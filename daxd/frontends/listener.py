@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,10 @@ log = logging.getLogger("daxd.listener")
 
 #: Seconds a refused connection may keep sending (discarded) before it is closed.
 LINGER = 2.0
+#: Refusals of one reason are logged at most once in this many seconds (all are counted).
+LOG_EVERY = 60.0
+#: Closes that are a connection's normal end, logged at debug level only.
+_ROUTINE = frozenset({"idle_timeout"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +86,23 @@ class ListenerState:
         #: reason -> connections closed by a limit for that reason (``daxd_connections_refused_total``).
         self.refused: dict[str, int] = {}
         self.draining = False
+        self._quiet_until: dict[str, float] = {}
 
-    def refuse(self, reason: str) -> None:
+    def refuse(self, reason: str, peer: str, detail: str) -> None:
+        """Count a refusal; log it unless one of the same reason was logged within :data:`LOG_EVERY`.
+
+        A flood of hostile connections must not become a flood of log lines.
+        """
         self.refused[reason] = self.refused.get(reason, 0) + 1
+        if reason in _ROUTINE:
+            log.debug("%s connection %s: closing (%s)", self.name, peer, detail)
+            return
+        now = time.monotonic()
+        if now < self._quiet_until.get(reason, 0.0):
+            return
+        self._quiet_until[reason] = now + LOG_EVERY
+        log.warning("%s connection %s: %s; further %s refusals within %.0f s are only counted "
+                    "(daxd_connections_refused_total)", self.name, peer, detail, reason, LOG_EVERY)
 
     def track(self, task: asyncio.Task[Any]) -> None:
         self.tasks.add(task)
@@ -122,9 +141,8 @@ class ListenerProtocol(asyncio.Protocol):
         transport.set_write_buffer_limits(self.limits.write_high_water, self.limits.write_low_water)  # type: ignore[attr-defined]
         state = self.state
         if len(state.connections) >= self.limits.max_connections:
-            log.warning("%s connection from %s refused: %d connections open (the listener's max connections)",
-                        state.name, self.peer, len(state.connections))
-            self.refuse("max_connections", self.refusal())
+            self.refuse("max_connections", f"refused: {len(state.connections)} connections open "
+                        "(the listener's max connections)", self.refusal())
             return
         state.connections.add(self)
         self.set_deadline(self.limits.idle_timeout, "idle_timeout")
@@ -157,8 +175,7 @@ class ListenerProtocol(asyncio.Protocol):
 
     def timed_out(self, reason: str) -> None:
         """A deadline passed; the default closes the connection (the reason is counted)."""
-        self.state.refuse(reason)
-        log.info("%s connection %s: closing (%s)", self.state.name, self.peer, reason.replace("_", " "))
+        self.state.refuse(reason, self.peer, f"closing ({reason.replace('_', ' ')})")
         self.close()
 
     def on_writable(self) -> None:
@@ -210,9 +227,9 @@ class ListenerProtocol(asyncio.Protocol):
 
     # -- closing ------------------------------------------------------------
 
-    def refuse(self, reason: str, reply: bytes) -> None:
-        """Count a refusal, send ``reply`` and close after a lingering read (see the module doc)."""
-        self.state.refuse(reason)
+    def refuse(self, reason: str, detail: str, reply: bytes) -> None:
+        """Count (and maybe log) a refusal, send ``reply`` and close after a lingering read (see the module doc)."""
+        self.state.refuse(reason, self.peer, detail)
         self.linger(reply)
 
     def linger(self, reply: bytes) -> None:

@@ -193,9 +193,8 @@ class DaxProtocol(ListenerProtocol):
 
     def _refuse(self, reason: str, exc: ProtocolError | RequestTooLarge, out: list[bytes]) -> None:
         """The stream cannot be trusted any more: answer with an error and close."""
-        log.warning("DAX connection %s: closing after a protocol error: %s", self.peer, exc.message)
         out.append(encode_error(exc))
-        self.refuse(reason, b"".join(out))
+        self.refuse(reason, f"closing after a protocol error: {exc.message}", b"".join(out))
 
 
 async def serve(service: DaxService, state: ListenerState, host: str, port: int,
