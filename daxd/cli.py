@@ -73,6 +73,8 @@ def main() -> None:
               "(default 16MiB).")
 @click.option("--reply-buffer", help="Unsent reply bytes per connection before it is no longer read or "
               "answered until the client reads (default 256KiB).")
+@click.option("--request-budget", help="Bytes of large request bodies the node holds at once; more wait their "
+              "turn (default 32MiB).")
 @click.option("--node-id", help="This node's name in a cluster (default hostname:dax-port).")
 @click.option("--advertise", help="Address clients and peers reach this node at (default --host, or the "
               "machine's primary address when --host is a wildcard).")

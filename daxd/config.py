@@ -27,7 +27,7 @@ class ConfigError(ValueError):
 
 
 #: Settings given as sizes (bytes, or with a unit).
-SIZES = frozenset({"cache_size", "max_header_size", "max_request_size", "reply_buffer"})
+SIZES = frozenset({"cache_size", "max_header_size", "max_request_size", "reply_buffer", "request_budget"})
 
 
 def parse_size(text: str | int, name: str = "cache_size") -> int:
@@ -87,6 +87,8 @@ class Settings:
     max_request_size: int = 16 * 1024 * 1024
     #: Unsent reply bytes per connection over which it is neither answered nor read until the client reads.
     reply_buffer: int = 256 * 1024
+    #: Bytes of large (> 64 KiB) request bodies held at once by the whole node; more wait their turn.
+    request_budget: int = 32 * 1024 * 1024
     #: This node's name in a cluster (None: ``hostname:dax_port``); its wire id is derived from it.
     node_id: str | None = None
     #: The address clients and peers reach this node at (None: ``host``, or the primary address for a wildcard).
@@ -124,7 +126,8 @@ class Settings:
         for name in ("attribute_lists_max", "dax_max_connections", "http_max_connections", "max_header_count"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be >= 1")
-        for name, least in (("max_header_size", 1024), ("max_request_size", 1024), ("reply_buffer", 4096)):
+        for name, least in (("max_header_size", 1024), ("max_request_size", 1024), ("reply_buffer", 4096),
+                            ("request_budget", 1024)):
             if getattr(self, name) < least:
                 raise ConfigError(f"{name}: must be at least {least} bytes")
         if not (self.upstream in ("embedded", "aws") or re.match(r"^https?://", self.upstream)):

@@ -7,6 +7,7 @@ cache, the codecs) is plain code; everything here opens sockets or threads.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import ipaddress
 import logging
 import signal
@@ -32,7 +33,7 @@ from daxd.frontends.dax import server as dax_server
 from daxd.frontends.dax.attrs import AttributeListTable
 from daxd.frontends.dax.service import DaxService
 from daxd.frontends.http import DynamoDBApp, error_response
-from daxd.frontends.listener import Limits, ListenerCollector, ListenerState
+from daxd.frontends.listener import Limits, ListenerCollector, ListenerState, RequestBudget
 from daxd.observability import Metrics
 from daxd.upstream.client import BotocoreCredentials, Upstream, aws_endpoint
 from daxd.upstream.sigv4 import Credentials
@@ -164,6 +165,7 @@ class Node:
         self.tls = tls_context(settings)
         self.attr_lists = AttributeListTable(settings.attribute_lists_max)
         self.listeners: list[ListenerState] = []
+        self.request_budget = RequestBudget(settings.request_budget)
         self.metrics.registry.register(dax_server.DaxCollector(self.attr_lists))
         self.metrics.registry.register(ListenerCollector(self.listeners))
         self.cluster = Cluster(membership_of(settings), self.accelerator, credentials=peer_credentials(self.secrets),
@@ -239,7 +241,7 @@ class Node:
     async def _listen_http(self, name: str, app: httpserver.Application, port: int,
                            context: ssl.SSLContext | None) -> int:
         """The DynamoDB API, plain or over TLS: the same application on either transport."""
-        state = ListenerState(name, listener_limits(self.settings, "http"))
+        state = ListenerState(name, listener_limits(self.settings, "http"), self.request_budget)
         return await self._listen(state, app, port, context, error_response=error_response)
 
     async def _listen_dax(self, name: str, service: DaxService, port: int, context: ssl.SSLContext | None) -> int:
@@ -333,8 +335,26 @@ async def serve(settings: Settings) -> None:
     await node.stop()
 
 
+def keep_large_buffers_out_of_the_heap(threshold: int = 256 * 1024) -> None:
+    """Make glibc serve allocations over ``threshold`` with mmap, and unmap them when freed.
+
+    glibc raises its mmap threshold each time a large block is freed, so after
+    a few multi-MiB request bodies later ones come from the heap, which then
+    cannot shrink: RSS ratchets up to the largest burst ever seen. A fixed
+    threshold returns a request's buffers to the system once it is answered.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(-3, threshold)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt): nothing to tune
+        pass
+
+
 def run(settings: Settings) -> None:
     """Run :func:`serve` on uvloop when installed, asyncio otherwise."""
+    keep_large_buffers_out_of_the_heap()
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS

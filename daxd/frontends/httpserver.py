@@ -42,7 +42,7 @@ from typing import Any
 
 import httptools
 
-from daxd.frontends.listener import ListenerProtocol, ListenerState
+from daxd.frontends.listener import BUDGETED, ListenerProtocol, ListenerState
 
 log = logging.getLogger("daxd.http")
 
@@ -63,7 +63,7 @@ class HttpRequest:
     ``headers`` decodes them to text only when someone asks (SigV4 checks do,
     the cache-hit path does not)."""
 
-    __slots__ = ("_headers", "body", "keep_alive", "method", "path", "raw_headers", "version")
+    __slots__ = ("_headers", "body", "keep_alive", "method", "path", "raw_headers", "reserved", "version")
 
     def __init__(self, method: str, path: str, raw_headers: dict[bytes, bytes], body: bytes,
                  *, keep_alive: bool = True, version: str = "1.1") -> None:
@@ -73,6 +73,8 @@ class HttpRequest:
         self.body = body
         self.keep_alive = keep_alive
         self.version = version
+        #: Bytes of the node's request budget this request holds until it is answered.
+        self.reserved = 0
         self._headers: dict[str, str] | None = None
 
     @property
@@ -179,8 +181,7 @@ class HttpProtocol(ListenerProtocol):
         self._headers: dict[bytes, bytes] = {}
         self._header_count = 0
         self._header_bytes = 0
-        self._body: list[bytes] = []
-        self._body_size = 0
+        self._body = bytearray()
         self._in_head = False
         self._in_body = False
         self._head_fed = 0
@@ -189,6 +190,8 @@ class HttpProtocol(ListenerProtocol):
         self._pending = bytearray()
         self._busy = False
         self._draining = False
+        self._reserved = 0
+        self._awaiting_budget = False
 
     # -- asyncio.Protocol ---------------------------------------------------
 
@@ -198,8 +201,13 @@ class HttpProtocol(ListenerProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
-        self._queue.clear()
+        self._drop_queue()
         self._pending = bytearray()
+        if self._awaiting_budget:
+            self.state.budget.cancel(self._budget_granted)
+        elif self._reserved:
+            self.state.budget.release(self._reserved)
+        self._reserved = 0
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
@@ -228,7 +236,7 @@ class HttpProtocol(ListenerProtocol):
     # -- httptools callbacks ------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self._url, self._headers, self._body, self._body_size = b"", {}, [], 0
+        self._url, self._headers, self._body = b"", {}, bytearray()
         self._header_count = self._header_bytes = self._head_fed = 0
         self._in_head, self._in_body = True, False
         self._message_started = self.loop.time()
@@ -258,6 +266,10 @@ class HttpProtocol(ListenerProtocol):
         if encoding not in _ENCODINGS and encoding != b"identity":
             inflate(b"", encoding, 0)  # raises the 415
         has_body = length != b"0" or b"transfer-encoding" in headers
+        size = int(length) if length.isdigit() else 0
+        if size > BUDGETED:
+            self._reserved = size
+            self._awaiting_budget = not self.state.budget.reserve(size, self._budget_granted)
         if has_body:
             self._in_body = True
             self._message_started = self.loop.time()
@@ -265,15 +277,14 @@ class HttpProtocol(ListenerProtocol):
                 self.transport.write(_CONTINUE)
 
     def on_body(self, body: bytes) -> None:
-        self._body_size += len(body)
-        if self._body_size > self.max_body:
+        if len(self._body) + len(body) > self.max_body:
             raise RequestRefused(413, "body_size", f"Request body is over the limit of {self.max_body} bytes")
-        self._body.append(body)
+        self._body += body  # one growing buffer: a large body is one allocation, returned whole when done
 
     def on_message_complete(self) -> None:
         self._in_head = self._in_body = False
-        body = b"".join(self._body) if len(self._body) != 1 else self._body[0]
-        self._body = []
+        body = bytes(self._body)
+        self._body = bytearray()
         encoding = self._headers.get(b"content-encoding")
         if encoding is not None and encoding.strip().lower() != b"identity":
             body = inflate(body, encoding.strip().lower(), self.max_body)
@@ -281,7 +292,24 @@ class HttpProtocol(ListenerProtocol):
         request = HttpRequest(parser.get_method().decode("ascii", "replace"), self._url.decode("latin-1"),
                               self._headers, body, keep_alive=parser.should_keep_alive(),
                               version=parser.get_http_version())
+        request.reserved, self._reserved = self._reserved, 0
         self._queue.append(request)
+
+    def _budget_granted(self) -> None:
+        self._awaiting_budget = False
+        if not self.closing:
+            self._message_started = self.loop.time()  # the body's time starts now
+            self._advance()
+
+    def _drop_queue(self) -> None:
+        for request in self._queue:
+            self._release(request)
+        self._queue.clear()
+
+    def _release(self, request: HttpRequest) -> None:
+        if request.reserved:
+            self.state.budget.release(request.reserved)
+            request.reserved = 0
 
     def _count_head(self, size: int) -> None:
         self._header_bytes += size
@@ -316,7 +344,7 @@ class HttpProtocol(ListenerProtocol):
         while not self.closing and not self.write_paused:
             if self._queue and not self._busy:
                 self._answer(self._queue.popleft())
-            elif self._pending and len(self._queue) < PIPELINE_MAX:
+            elif self._pending and len(self._queue) < PIPELINE_MAX and not self._awaiting_budget:
                 chunk = bytes(self._pending[:FEED_SLICE])
                 del self._pending[:FEED_SLICE]
                 self._feed(chunk)
@@ -324,7 +352,7 @@ class HttpProtocol(ListenerProtocol):
                 break
         if self.closing:
             return
-        if self.write_paused or self._pending or len(self._queue) >= PIPELINE_MAX:
+        if self.write_paused or self._pending or len(self._queue) >= PIPELINE_MAX or self._awaiting_budget:
             self.pause_reading()
         else:
             self.resume_reading()
@@ -334,7 +362,7 @@ class HttpProtocol(ListenerProtocol):
         limits = self.limits
         if self.write_paused:
             return  # the send deadline set by pause_writing stands
-        if self._busy or self._queue or self._pending:
+        if self._busy or self._queue or self._pending or self._awaiting_budget:
             self.clear_deadline()
         elif self._in_head:
             if limits.header_timeout > 0:
@@ -368,13 +396,14 @@ class HttpProtocol(ListenerProtocol):
         self._advance()
 
     def _respond(self, request: HttpRequest, response: HttpResponse) -> None:
+        self._release(request)
         if self.closing or self.transport is None:
             return
         close = response.close or not request.keep_alive or self._draining or self.state.draining
         data = response.encode(date=_Clock.date(), close=close, head=request.method == "HEAD",
                                keep_alive=not close and request.version == "1.0")
         if close:
-            self._queue.clear()
+            self._drop_queue()
             self._pending = bytearray()
             self.linger(data)
         else:
@@ -383,7 +412,7 @@ class HttpProtocol(ListenerProtocol):
     def _refuse(self, refused: RequestRefused) -> None:
         """Answer an unparseable, oversized or late request and close: the stream cannot be trusted."""
         response = self.error_response(refused.status, refused.message)
-        self._queue.clear()
+        self._drop_queue()
         self._pending = bytearray()
         self.refuse(refused.reason, f"refusing request: {refused.message}",
                     response.encode(date=_Clock.date(), close=True))

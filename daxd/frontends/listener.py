@@ -34,7 +34,8 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,12 +76,52 @@ class Limits:
         return self.write_high_water // 4
 
 
+class RequestBudget:
+    """Bytes of large request bodies the node holds at once, across all its listeners.
+
+    A body of known length over :data:`BUDGETED` reserves its size when its
+    headers arrive and gives it back when it is answered. A reservation that
+    does not fit waits (its connection stops reading) in arrival order; one is
+    always granted when nothing else is held, so a body larger than the whole
+    budget still goes through, alone. Smaller requests never wait.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._waiting: deque[tuple[int, Callable[[], None]]] = deque()
+
+    def reserve(self, size: int, granted: Callable[[], None]) -> bool:
+        """True if ``size`` bytes are reserved now; otherwise ``granted`` is called when they are."""
+        if not self._waiting and (self.used == 0 or self.used + size <= self.limit):
+            self.used += size
+            return True
+        self._waiting.append((size, granted))
+        return False
+
+    def release(self, size: int) -> None:
+        self.used -= size
+        while self._waiting and (self.used == 0 or self.used + self._waiting[0][0] <= self.limit):
+            size, granted = self._waiting.popleft()
+            self.used += size
+            granted()
+
+    def cancel(self, granted: Callable[[], None]) -> None:
+        """Forget a waiting reservation (its connection closed)."""
+        self._waiting = deque(entry for entry in self._waiting if entry[1] != granted)
+
+
+#: Bodies at most this large never wait for the :class:`RequestBudget`.
+BUDGETED = 64 * 1024
+
+
 class ListenerState:
     """What every connection of one listener shares: the registry, limits, tasks and refusal counts."""
 
-    def __init__(self, name: str, limits: Limits) -> None:
+    def __init__(self, name: str, limits: Limits, budget: RequestBudget | None = None) -> None:
         self.name = name
         self.limits = limits
+        self.budget = budget or RequestBudget(1 << 62)
         self.connections: set[ListenerProtocol] = set()
         self.tasks: set[asyncio.Task[Any]] = set()
         #: reason -> connections closed by a limit for that reason (``daxd_connections_refused_total``).
