@@ -54,6 +54,8 @@ _REASONS = {100: b"Continue", 200: b"OK", 400: b"Bad Request", 403: b"Forbidden"
             408: b"Request Timeout", 413: b"Payload Too Large", 415: b"Unsupported Media Type",
             431: b"Request Header Fields Too Large", 500: b"Internal Server Error", 503: b"Service Unavailable"}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+#: Headers a request may not repeat (a second Content-Length is a request-smuggling attempt).
+_SINGLE_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"host"})
 #: Content-Encoding -> zlib window bits (gzip; zlib-wrapped deflate, raw deflate tried when that fails).
 _ENCODINGS = {b"gzip": 16 + zlib.MAX_WBITS, b"x-gzip": 16 + zlib.MAX_WBITS, b"deflate": zlib.MAX_WBITS}
 
@@ -63,16 +65,15 @@ class HttpRequest:
     ``headers`` decodes them to text only when someone asks (SigV4 checks do,
     the cache-hit path does not)."""
 
-    __slots__ = ("_headers", "body", "keep_alive", "method", "path", "raw_headers", "reserved", "version")
+    __slots__ = ("_headers", "body", "keep_alive", "method", "path", "raw_headers", "reserved")
 
     def __init__(self, method: str, path: str, raw_headers: dict[bytes, bytes], body: bytes,
-                 *, keep_alive: bool = True, version: str = "1.1") -> None:
+                 *, keep_alive: bool = True) -> None:
         self.method = method
         self.path = path
         self.raw_headers = raw_headers
         self.body = body
         self.keep_alive = keep_alive
-        self.version = version
         #: Bytes of the node's request budget this request holds until it is answered.
         self.reserved = 0
         self._headers: dict[str, str] | None = None
@@ -175,13 +176,15 @@ class HttpProtocol(ListenerProtocol):
         super().__init__(state)
         self.app = app
         self.max_body = state.limits.max_request_size
+        self._max_header_count = state.limits.max_header_count
+        self._max_header_bytes = state.limits.max_header_bytes
         self.error_response = error_response or _plain_error
         self.parser = httptools.HttpRequestParser(self)
         self._url = b""
         self._headers: dict[bytes, bytes] = {}
         self._header_count = 0
         self._header_bytes = 0
-        self._body = bytearray()
+        self._body: bytearray | None = None
         self._in_head = False
         self._in_body = False
         self._head_fed = 0
@@ -236,24 +239,31 @@ class HttpProtocol(ListenerProtocol):
     # -- httptools callbacks ------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self._url, self._headers, self._body = b"", {}, bytearray()
+        self._url, self._headers, self._body = b"", {}, None
         self._header_count = self._header_bytes = self._head_fed = 0
         self._in_head, self._in_body = True, False
-        self._message_started = self.loop.time()
+        self._message_started = 0.0  # set when the head is found incomplete (see _update_deadline)
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        self._count_head(len(url))
+        self._header_bytes += len(url)
+        if self._header_bytes > self._max_header_bytes:
+            self._over_header_limit()
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1
-        if self._header_count > self.limits.max_header_count:
-            raise RequestRefused(431, "header_count", f"More than {self.limits.max_header_count} request headers")
-        self._count_head(len(name) + len(value) + 4)
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_count > self._max_header_count or self._header_bytes > self._max_header_bytes:
+            self._over_header_limit()
         name = name.lower()
-        if name in self._headers and name in (b"content-length", b"transfer-encoding", b"host"):
+        if name in self._headers and name in _SINGLE_HEADERS:
             raise RequestRefused(400, "bad_request", f"Repeated {name.decode('latin-1')} header")
         self._headers[name] = value
+
+    def _over_header_limit(self) -> None:
+        if self._header_count > self._max_header_count:
+            raise RequestRefused(431, "header_count", f"More than {self._max_header_count} request headers")
+        raise RequestRefused(431, "header_size", f"Request headers are over {self._max_header_bytes} bytes")
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -272,26 +282,27 @@ class HttpProtocol(ListenerProtocol):
             self._awaiting_budget = not self.state.budget.reserve(size, self._budget_granted)
         if has_body:
             self._in_body = True
-            self._message_started = self.loop.time()
+            self._message_started = 0.0
             if headers.get(b"expect", b"").lower() == b"100-continue" and not (self._busy or self._queue):
                 self.transport.write(_CONTINUE)
 
     def on_body(self, body: bytes) -> None:
+        if self._body is None:
+            self._body = bytearray()
         if len(self._body) + len(body) > self.max_body:
             raise RequestRefused(413, "body_size", f"Request body is over the limit of {self.max_body} bytes")
         self._body += body  # one growing buffer: a large body is one allocation, returned whole when done
 
     def on_message_complete(self) -> None:
         self._in_head = self._in_body = False
-        body = bytes(self._body)
-        self._body = bytearray()
+        body = bytes(self._body) if self._body is not None else b""
+        self._body = None
         encoding = self._headers.get(b"content-encoding")
         if encoding is not None and encoding.strip().lower() != b"identity":
             body = inflate(body, encoding.strip().lower(), self.max_body)
         parser = self.parser
         request = HttpRequest(parser.get_method().decode("ascii", "replace"), self._url.decode("latin-1"),
-                              self._headers, body, keep_alive=parser.should_keep_alive(),
-                              version=parser.get_http_version())
+                              self._headers, body, keep_alive=parser.should_keep_alive())
         request.reserved, self._reserved = self._reserved, 0
         self._queue.append(request)
 
@@ -310,11 +321,6 @@ class HttpProtocol(ListenerProtocol):
         if request.reserved:
             self.state.budget.release(request.reserved)
             request.reserved = 0
-
-    def _count_head(self, size: int) -> None:
-        self._header_bytes += size
-        if self._header_bytes > self.limits.max_header_bytes:
-            raise RequestRefused(431, "header_size", f"Request headers are over {self.limits.max_header_bytes} bytes")
 
     # -- parsing and answering ----------------------------------------------
 
@@ -354,7 +360,7 @@ class HttpProtocol(ListenerProtocol):
             return
         if self.write_paused or self._pending or len(self._queue) >= PIPELINE_MAX or self._awaiting_budget:
             self.pause_reading()
-        else:
+        elif self.read_paused:
             self.resume_reading()
         self._update_deadline()
 
@@ -364,14 +370,15 @@ class HttpProtocol(ListenerProtocol):
             return  # the send deadline set by pause_writing stands
         if self._busy or self._queue or self._pending or self._awaiting_budget:
             self.clear_deadline()
-        elif self._in_head:
-            if limits.header_timeout > 0:
-                self.set_deadline_at(self._message_started + limits.header_timeout, "header_timeout")
-        elif self._in_body:
-            if limits.body_timeout > 0:
-                self.set_deadline_at(self._message_started + limits.body_timeout, "body_timeout")
+        elif self._in_head or self._in_body:
+            if not self._message_started:
+                self._message_started = self.loop.time()
+            timeout, reason = ((limits.header_timeout, "header_timeout") if self._in_head
+                               else (limits.body_timeout, "body_timeout"))
+            if timeout > 0:
+                self.set_deadline_at(self._message_started + timeout, reason)
         else:
-            self.set_deadline(limits.idle_timeout, "idle_timeout")
+            self.touch_idle()
 
     def _answer(self, request: HttpRequest) -> None:
         try:
@@ -396,12 +403,14 @@ class HttpProtocol(ListenerProtocol):
         self._advance()
 
     def _respond(self, request: HttpRequest, response: HttpResponse) -> None:
-        self._release(request)
+        if request.reserved:
+            self._release(request)
         if self.closing or self.transport is None:
             return
         close = response.close or not request.keep_alive or self._draining or self.state.draining
+        asked = request.raw_headers.get(b"connection")  # HTTP/1.0 clients ask for keep-alive: say it is granted
         data = response.encode(date=_Clock.date(), close=close, head=request.method == "HEAD",
-                               keep_alive=not close and request.version == "1.0")
+                               keep_alive=not close and asked is not None and asked.lower() == b"keep-alive")
         if close:
             self._drop_queue()
             self._pending = bytearray()

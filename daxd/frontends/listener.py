@@ -172,6 +172,7 @@ class ListenerProtocol(asyncio.Protocol):
         self._deadline_reason = ""
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
+        self._touched = False
 
     # -- asyncio.Protocol ---------------------------------------------------
 
@@ -245,6 +246,7 @@ class ListenerProtocol(asyncio.Protocol):
         self.set_deadline_at(self.loop.time() + seconds if seconds > 0 else math.inf, reason)
 
     def set_deadline_at(self, when: float, reason: str) -> None:
+        self._touched = False
         self._deadline = when
         self._deadline_reason = reason
         if when < self._timer_at and not self.closing:
@@ -256,10 +258,27 @@ class ListenerProtocol(asyncio.Protocol):
     def clear_deadline(self) -> None:
         self._deadline = math.inf
 
+    def touch_idle(self) -> None:
+        """The connection is waiting for a request again: restart the idle deadline.
+
+        The hot path (once per request): while an idle deadline is already set,
+        only a flag is raised, and the timer moves the deadline when it fires,
+        so an idle connection is closed between one and two idle timeouts
+        after its last request.
+        """
+        if self._deadline_reason == "idle_timeout" and self._deadline != math.inf:
+            self._touched = True
+        else:
+            self.set_deadline(self.limits.idle_timeout, "idle_timeout")
+
     def _check_deadline(self) -> None:
         self._timer = None
         self._timer_at = math.inf
         if self.closing or self._deadline == math.inf:
+            return
+        if self._touched and self._deadline_reason == "idle_timeout":
+            self._touched = False
+            self.set_deadline(self.limits.idle_timeout, "idle_timeout")
             return
         if self.loop.time() >= self._deadline:
             self.timed_out(self._deadline_reason)

@@ -177,7 +177,8 @@ class DaxProtocol(ListenerProtocol):
                 self.pause_reading()
             self.clear_deadline()
             return
-        self.resume_reading()
+        if self.read_paused:
+            self.resume_reading()
         if buffered:  # a request has begun: it must be complete within body_timeout
             if self._frame_started is None:
                 self._frame_started = self.loop.time()
@@ -185,7 +186,7 @@ class DaxProtocol(ListenerProtocol):
                 self.set_deadline_at(self._frame_started + self.limits.body_timeout, "body_timeout")
         else:
             self._frame_started = None
-            self.set_deadline(self.limits.idle_timeout, "idle_timeout")
+            self.touch_idle()
 
     def _send(self, data: bytes) -> None:
         if not self.closing and self.transport is not None and not self.transport.is_closing():
