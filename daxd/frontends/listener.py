@@ -314,8 +314,13 @@ class ListenerProtocol(asyncio.Protocol):
             self.transport.close()
 
 
-async def shutdown(servers: Sequence[asyncio.Server], states: Sequence[ListenerState], grace: float) -> None:
-    """Stop accepting, let connections finish what they started (bounded by ``grace``), close the rest."""
+async def shutdown(servers: Sequence[asyncio.Server], states: Sequence[ListenerState],
+                   grace: float) -> tuple[int, int]:
+    """Stop accepting, let connections finish what they started (bounded by ``grace``), close the rest.
+
+    Returns:
+        (requests that finished during the drain, requests cut off when the grace ran out).
+    """
     for server in servers:
         server.close()
     tasks: set[asyncio.Task[Any]] = set()
@@ -324,8 +329,10 @@ async def shutdown(servers: Sequence[asyncio.Server], states: Sequence[ListenerS
         for connection in list(state.connections):
             connection.drain()
         tasks |= state.tasks
+    finished = cut = 0
     if tasks:
-        _, pending = await asyncio.wait(list(tasks), timeout=grace)
+        done, pending = await asyncio.wait(list(tasks), timeout=grace)
+        finished, cut = len(done), len(pending)
         for task in pending:
             task.cancel()
     deadline = asyncio.get_running_loop().time() + min(grace, 1.0)
@@ -336,6 +343,7 @@ async def shutdown(servers: Sequence[asyncio.Server], states: Sequence[ListenerS
             connection.close()
     for server in servers:
         await server.wait_closed()
+    return finished, cut
 
 
 class ListenerCollector(Collector):
