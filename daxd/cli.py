@@ -24,6 +24,8 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 OPTION_GROUPS = (
     ("Listeners", ("host", "http_port", "dax_port", "admin_port", "dax_tls_port", "http_tls_port",
                    "dax_idle_timeout", "dax_max_connections", "attribute_lists_max")),
+    ("Limits", ("http_max_connections", "http_idle_timeout", "header_timeout", "body_timeout",
+                "max_header_count", "max_header_size", "max_request_size", "reply_buffer", "request_budget")),
     ("Cache", ("cache_size", "item_ttl", "query_ttl", "consistent_window", "streams")),
     ("Upstream", ("upstream", "region", "profile", "upstream_timeout", "upstream_max_attempts",
                   "upstream_max_connections", "control_plane")),
@@ -124,6 +126,20 @@ def main() -> None:
 @click.option("--dax-idle-timeout", type=float,
               help="Seconds without a request before a DAX connection is closed (default 600; 0 = never).")
 @click.option("--dax-max-connections", type=int, help="Open DAX connections allowed (default 10000).")
+@click.option("--http-idle-timeout", type=float,
+              help="Seconds without a request before an HTTP connection is closed (default 60; 0 = never).")
+@click.option("--http-max-connections", type=int, help="Open HTTP connections allowed per port (default 10000).")
+@click.option("--header-timeout", type=float, help="Seconds to receive an HTTP request's headers (default 10).")
+@click.option("--body-timeout", type=float,
+              help="Seconds to receive a request's body, or a DAX request once begun (default 60).")
+@click.option("--max-header-count", type=int, help="Headers allowed in an HTTP request (default 100).")
+@click.option("--max-header-size", help="Bytes of an HTTP request's line and headers (default 16KiB).")
+@click.option("--max-request-size", help="Bytes of one request: HTTP body after decompression, DAX frame "
+              "(default 16MiB).")
+@click.option("--reply-buffer", help="Unsent reply bytes per connection before it is no longer read or "
+              "answered until the client reads (default 256KiB).")
+@click.option("--request-budget", help="Bytes of large request bodies the node holds at once; more wait their "
+              "turn (default 32MiB).")
 @click.option("--node-id", help="This node's name in a cluster (default hostname:dax-port).")
 @click.option("--advertise", help="Address clients and peers reach this node at (default --host, or the "
               "machine's primary address when --host is a wildcard).")

@@ -33,13 +33,17 @@ class ConfigError(ValueError):
     """A setting has a value daxd cannot use; the message names the setting."""
 
 
-def parse_size(text: str | int) -> int:
+#: Settings given as sizes (bytes, or with a unit).
+SIZES = frozenset({"cache_size", "max_header_size", "max_request_size", "reply_buffer", "request_budget"})
+
+
+def parse_size(text: str | int, name: str = "cache_size") -> int:
     """``"1GiB"`` -> 1073741824; a bare integer is bytes; KB/MB/GB are decimal, KiB/MiB/GiB binary."""
     if isinstance(text, int):
         return text
     match = _SIZE.match(str(text))
     if match is None:
-        raise ConfigError(f"cache_size: {text!r} is not a size: a number with one of the units {SIZE_UNITS} "
+        raise ConfigError(f"{name}: {text!r} is not a size: a number with one of the units {SIZE_UNITS} "
                           "(examples: 1048576, 512MiB, 2GB)")
     return int(float(match.group(1)) * _UNITS[(match.group(2) or "").lower()])
 
@@ -80,6 +84,21 @@ class Settings:
     #: Seconds without a request after which a DAX connection is closed (0: never).
     dax_idle_timeout: float = 600.0
     dax_max_connections: int = 10_000
+    #: Seconds without a request before an HTTP keep-alive connection is closed (0: never).
+    http_idle_timeout: float = 60.0
+    http_max_connections: int = 10_000
+    #: Seconds from a request's first byte to the end of its headers (HTTP).
+    header_timeout: float = 10.0
+    #: Seconds to receive a request's body once its headers are in (HTTP), or a DAX request once begun.
+    body_timeout: float = 60.0
+    max_header_count: int = 100
+    max_header_size: int = 16 * 1024
+    #: Bytes of one request: an HTTP body after decompression, a DAX frame (DynamoDB's limit is 16 MB).
+    max_request_size: int = 16 * 1024 * 1024
+    #: Unsent reply bytes per connection over which it is neither answered nor read until the client reads.
+    reply_buffer: int = 256 * 1024
+    #: Bytes of large (> 64 KiB) request bodies held at once by the whole node; more wait their turn.
+    request_budget: int = 32 * 1024 * 1024
     #: This node's name in a cluster (None: ``hostname:dax_port``); its wire id is derived from it.
     node_id: str | None = None
     #: The address clients and peers reach this node at (None: ``host``, or the primary address for a wildcard).
@@ -101,7 +120,7 @@ class Settings:
             if not 0 <= port <= 65535:
                 raise ConfigError(f"{name}: {port} is not a TCP port (0 picks a free one)")
         for name in ("item_ttl", "query_ttl", "consistent_window", "upstream_timeout", "shutdown_grace",
-                     "dax_idle_timeout"):
+                     "dax_idle_timeout", "http_idle_timeout", "header_timeout", "body_timeout"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must be >= 0 seconds")
         if not 0.05 <= self.health_interval <= 60:
@@ -131,8 +150,13 @@ class Settings:
                               "--peers cannot be combined with --valkey or --workers")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("tls_cert and tls_key: give both (a PEM certificate chain and its key) or neither")
-        if self.attribute_lists_max < 1 or self.dax_max_connections < 1:
-            raise ConfigError("attribute_lists_max and dax_max_connections must be >= 1")
+        for name in ("attribute_lists_max", "dax_max_connections", "http_max_connections", "max_header_count"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be >= 1")
+        for name, least in (("max_header_size", 1024), ("max_request_size", 1024), ("reply_buffer", 4096),
+                            ("request_budget", 1024)):
+            if getattr(self, name) < least:
+                raise ConfigError(f"{name}: must be at least {least} bytes")
         if not (self.upstream in ("embedded", "aws") or re.match(r"^https?://", self.upstream)):
             raise ConfigError(f"upstream: {self.upstream!r} is not a URL (http://host:port), 'aws' or 'embedded'")
 
@@ -149,8 +173,8 @@ def _coerce(name: str, value: Any) -> Any:
         from daxd.policy import parse_tables
         return parse_tables(value)
     try:
-        if name == "cache_size":
-            return parse_size(value)
+        if name in SIZES:
+            return parse_size(value, name)
         if name == "peers" and isinstance(value, list):
             return ",".join(str(v) for v in value)
         if kind == "int":

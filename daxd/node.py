@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import ipaddress
 import logging
 import math
@@ -35,11 +36,12 @@ from daxd.cluster.streams import StreamCollector, StreamsUpstream, StreamTailer,
 from daxd.config import ConfigError, Settings
 from daxd.drivers import AsyncDriver
 from daxd.embedded import EmbeddedBackend
-from daxd.frontends import admin, httpserver, lifecycle
+from daxd.frontends import admin, httpserver, listener
 from daxd.frontends.dax import server as dax_server
 from daxd.frontends.dax.attrs import AttributeListTable
 from daxd.frontends.dax.service import DaxService
 from daxd.frontends.http import DynamoDBApp, error_response
+from daxd.frontends.listener import Limits, ListenerCollector, ListenerState, RequestBudget
 from daxd.observability import Metrics
 from daxd.policy import TablePolicies
 from daxd.stats import Sampler
@@ -179,6 +181,17 @@ def format_size(size: int) -> str:
     return f"{size} B"
 
 
+def listener_limits(settings: Settings, protocol: str) -> Limits:
+    """The limits of one protocol's listeners (each listener counts its own connections)."""
+    s = settings
+    dax = protocol == "dax"
+    return Limits(max_connections=s.dax_max_connections if dax else s.http_max_connections,
+                  idle_timeout=s.dax_idle_timeout if dax else s.http_idle_timeout,
+                  header_timeout=s.header_timeout, body_timeout=s.body_timeout,
+                  max_header_count=s.max_header_count, max_header_bytes=s.max_header_size,
+                  max_request_size=s.max_request_size, write_high_water=s.reply_buffer)
+
+
 class Node:
     """One daxd node. ``start()`` binds every listener; ``stop()`` drains and closes them."""
 
@@ -206,9 +219,10 @@ class Node:
         self.secrets = self.keyring.secrets if self.keyring is not None else None
         self.tls = tls_context(settings)
         self.attr_lists = AttributeListTable(settings.attribute_lists_max)
-        self.dax_state = dax_server.ListenerState(max_connections=settings.dax_max_connections,
-                                                  idle_timeout=settings.dax_idle_timeout)
-        self.metrics.registry.register(dax_server.DaxCollector(self.attr_lists, self.dax_state))
+        self.listeners: list[ListenerState] = []
+        self.request_budget = RequestBudget(settings.request_budget)
+        self.metrics.registry.register(dax_server.DaxCollector(self.attr_lists))
+        self.metrics.registry.register(ListenerCollector(self.listeners))
         peer_keys = None  # peers sign with the first key without permission rules
         if self.keyring is not None:
             peer_keys = {k: v for k, v in self.keyring.secrets.items() if self.keyring.full_access(k)}
@@ -227,8 +241,7 @@ class Node:
         self.dax_port = 0
         self.dax_tls_port = 0
         self.http_tls_port = 0
-        self._servers: list[tuple[asyncio.Server, httpserver.ServerState]] = []
-        self._dax_servers: list[asyncio.Server] = []
+        self._servers: list[asyncio.Server] = []
         self._background: list[asyncio.Task[None]] = []
         self.stopped = asyncio.Event()
 
@@ -278,14 +291,14 @@ class Node:
             self.tailer.start()
         authorizer = http_authorizer(self.secrets) if self.secrets is not None else None
         api = DynamoDBApp(self.driver, self.metrics, authorizer, self.keyring,
-                          streams=self.streams_upstream.call_streams)
-        self.http_port = await self._listen(api, s.http_port, error_response=error_response)
-        self.admin_port = await self._listen(admin.AdminApp(self), s.admin_port)
+                          streams=self.streams_upstream.call_streams, region=self.region)
+        self.http_port = await self._listen_http("http", api, s.http_port, None)
+        self.admin_port = await self._listen(ListenerState("admin", Limits()), admin.AdminApp(self), s.admin_port)
         service = DaxService(self.driver, self.attr_lists,
                              authenticator=DaxAuthenticator(self.secrets) if self.secrets is not None else None,
                              hostname=advertised_hostname(s.host), availability_zone=f"{self.region}a",
                              cluster=self.cluster, cluster_port=s.dax_port or None, keyring=self.keyring)
-        self.dax_port = await self._listen_dax(service, s.dax_port, None)
+        self.dax_port = await self._listen_dax("dax", service, s.dax_port, None)
         service.cluster_port = self.dax_port
         if self.tier is not None:
             me = self.cluster.membership
@@ -296,8 +309,8 @@ class Node:
             self.members.start()
         self.cluster.start()
         if self.tls is not None:
-            self.dax_tls_port = await self._listen_dax(service, s.dax_tls_port, self.tls)
-            self.http_tls_port = await self._listen_tls_http(api, s.http_tls_port, self.tls)
+            self.dax_tls_port = await self._listen_dax("daxs", service, s.dax_tls_port, self.tls)
+            self.http_tls_port = await self._listen_http("https", api, s.http_tls_port, self.tls)
         self._announce()
         self._start_background()
 
@@ -366,27 +379,27 @@ class Node:
         if changes:
             await self.tier.perform(self.accelerator.tier.commit(changes))
 
-    async def _listen(self, app: httpserver.Application, port: int, **kwargs: Any) -> int:
-        state = httpserver.ServerState()
-        server = await httpserver.serve(app, self.settings.host, port, state, reuse_port=self.worker is not None,
-                                        **kwargs)
-        self._servers.append((server, state))
-        return int(server.sockets[0].getsockname()[1])
+    async def _listen(self, state: ListenerState, app: httpserver.Application, port: int,
+                      context: ssl.SSLContext | None = None, **kwargs: Any) -> int:
+        server = await httpserver.serve(app, self.settings.host, port, state, context,
+                                        reuse_port=self.worker is not None, **kwargs)
+        return self._add(server, state)
 
-    async def _listen_tls_http(self, app: httpserver.Application, port: int, context: ssl.SSLContext) -> int:
-        """The DynamoDB API over HTTPS: the same application behind a TLS transport."""
-        state = httpserver.ServerState()
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(
-            lambda: httpserver.HttpProtocol(app, state, error_response=error_response),
-            self.settings.host, port, reuse_address=True, ssl=context, reuse_port=self.worker is not None or None)
-        self._servers.append((server, state))
-        return int(server.sockets[0].getsockname()[1])
+    async def _listen_http(self, name: str, app: httpserver.Application, port: int,
+                           context: ssl.SSLContext | None) -> int:
+        """The DynamoDB API, plain or over TLS: the same application on either transport."""
+        state = ListenerState(name, listener_limits(self.settings, "http"), self.request_budget)
+        return await self._listen(state, app, port, context, error_response=error_response)
 
-    async def _listen_dax(self, service: DaxService, port: int, context: ssl.SSLContext | None) -> int:
-        server = await dax_server.serve(service, self.dax_state, self.settings.host, port, context,
+    async def _listen_dax(self, name: str, service: DaxService, port: int, context: ssl.SSLContext | None) -> int:
+        state = ListenerState(name, listener_limits(self.settings, "dax"))
+        server = await dax_server.serve(service, state, self.settings.host, port, context,
                                         reuse_port=self.worker is not None)
-        self._dax_servers.append(server)
+        return self._add(server, state)
+
+    def _add(self, server: asyncio.Server, state: ListenerState) -> int:
+        self._servers.append(server)
+        self.listeners.append(state)
         return int(server.sockets[0].getsockname()[1])
 
     def _announce(self) -> None:
@@ -460,12 +473,7 @@ class Node:
         for task in self._background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        finished, cut = await lifecycle.shutdown(self._dax_servers, self.dax_state.connections,
-                                                 self.dax_state.tasks, grace)
-        self._dax_servers.clear()
-        for server, state in self._servers:
-            done, pending = await lifecycle.shutdown([server], state.connections, state.tasks, grace)
-            finished, cut = finished + done, cut + pending
+        finished, cut = await listener.shutdown(self._servers, self.listeners, grace)
         self._servers.clear()
         if cut:
             log.warning("drain: %d in-flight request(s) finished, %d cut off when the %g s grace ran out",
@@ -516,8 +524,26 @@ async def serve(settings: Settings) -> None:
     await node.stop()
 
 
+def keep_large_buffers_out_of_the_heap(threshold: int = 256 * 1024) -> None:
+    """Make glibc serve allocations over ``threshold`` with mmap, and unmap them when freed.
+
+    glibc raises its mmap threshold each time a large block is freed, so after
+    a few multi-MiB request bodies later ones come from the heap, which then
+    cannot shrink: RSS ratchets up to the largest burst ever seen. A fixed
+    threshold returns a request's buffers to the system once it is answered.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(-3, threshold)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt): nothing to tune
+        pass
+
+
 def run(settings: Settings) -> None:
     """Run :func:`serve` on uvloop when installed, asyncio otherwise."""
+    keep_large_buffers_out_of_the_heap()
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS

@@ -27,7 +27,13 @@ from daxd.cache.item_cache import CachedItem
 from daxd.drivers import AsyncDriver
 from daxd.frontends.httpserver import HttpRequest, HttpResponse
 from daxd.messages import Response, parse_body
-from daxd.model.errors import DaxdError, InternalServerError, RequestTooLarge, UnknownOperationException
+from daxd.model.errors import (
+    DaxdError,
+    InternalServerError,
+    RequestTooLarge,
+    ServiceUnavailable,
+    UnknownOperationException,
+)
 from daxd.observability import Metrics
 
 if TYPE_CHECKING:
@@ -52,8 +58,12 @@ class DynamoDBApp:
     """An HTTP application answering DynamoDB API calls through the Accelerator."""
 
     def __init__(self, driver: AsyncDriver, metrics: Metrics, authorizer: Authorizer | None = None,
-                 keyring: KeyRing | None = None, streams: StreamsForwarder | None = None) -> None:
+                 keyring: KeyRing | None = None, streams: StreamsForwarder | None = None,
+                 *, region: str = "us-east-1") -> None:
         self.driver = driver
+        #: DynamoDB answers ``GET /`` (load balancers' health checks) with this text.
+        self.healthy = HttpResponse(200, f"healthy: dynamodb.{region}.amazonaws.com".encode(),
+                                    content_type=b"text/plain")
         self.streams = streams
         self.accelerator = driver.accelerator
         self.metrics = metrics
@@ -64,6 +74,8 @@ class DynamoDBApp:
         self._item_refs: dict[bytes, ItemRef] = {}
 
     def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
+        if request.method in ("GET", "HEAD") and request.path == "/":
+            return self.healthy
         started = time.perf_counter()
         operation = "Unknown"
         try:
@@ -150,9 +162,12 @@ class DynamoDBApp:
                             headers=[(b"x-amzn-RequestId", b"daxd-%d" % next(self._ids))])
 
 
+#: Failures found while parsing HTTP itself -> DynamoDB's error code (400s not listed: SerializationException).
+_HTTP_ERRORS = {408: "RequestTimeoutException", 413: RequestTooLarge.code, 415: "SerializationException",
+                431: "ValidationException", 500: InternalServerError.code, 503: ServiceUnavailable.code}
+
+
 def error_response(status: int, message: str) -> HttpResponse:
-    """DynamoDB's error shape for failures found while parsing HTTP itself."""
-    error: DaxdError = RequestTooLarge(message) if status == 413 else UnknownOperationException(message)
-    if status >= 500:
-        error = InternalServerError(message)
+    """DynamoDB's error shape for failures found while parsing HTTP itself (bad framing, limits, encodings)."""
+    error = DaxdError(message, code=_HTTP_ERRORS.get(status, "SerializationException"), status=status)
     return HttpResponse(status, error.to_json())

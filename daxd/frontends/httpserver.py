@@ -1,4 +1,4 @@
-"""A lean HTTP/1.1 server: httptools parsing inside an asyncio.Protocol.
+"""A lean HTTP/1.1 server: httptools parsing inside a :class:`ListenerProtocol`.
 
 Why not a framework: a cached GetItem must cost a few microseconds of CPU,
 and aiohttp spends ~45 µs per request on this machine (docs/architecture.md, "Measured costs").
@@ -6,29 +6,58 @@ This adaptor only pumps bytes: it parses requests, hands each to an
 application callable and writes the answer. An application may answer at
 once (a cache hit: no task is created) or return an awaitable (a miss).
 
-Requests on one connection are answered in order, one at a time; requests
-that arrive meanwhile wait in a short queue, and reading pauses when it is
-full. Bodies over ``max_body`` are refused with 413 and the connection closed.
+What HTTP/1.1 clients rely on, and where it is handled here:
+
+* **Keep-alive.** A request that asks to close (``Connection: close``, or
+  HTTP/1.0 without ``Connection: keep-alive``) is answered with
+  ``Connection: close`` and the connection is closed after the answer.
+  During a graceful drain every answer closes its connection.
+* **Pipelining in order, bounded.** Requests on one connection are answered
+  one at a time, in order. At most :data:`PIPELINE_MAX` parsed requests wait;
+  beyond that unparsed bytes are kept as they came (at most one read) and
+  reading pauses. Replies are written as they are made; while the transport
+  holds more than the listener's high-water mark, nothing more is answered or
+  read (see :mod:`daxd.frontends.listener`).
+* ``Expect: 100-continue`` gets ``100 Continue`` unless the body is already
+  refused; chunked request bodies are decoded by the parser; ``gzip`` and
+  ``deflate`` bodies are inflated with the result bounded by the body limit.
+* ``HEAD`` is answered as ``GET`` without the body; every answer has ``Date``.
+* Limits: header count and bytes (431), body bytes (413), time to receive the
+  headers and the body (408), each answered with the application's error
+  shape and then the connection closed; refusals are counted by reason.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
+import time
+import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from typing import Any
 
 import httptools
 
+from daxd.frontends.listener import BUDGETED, ListenerProtocol, ListenerState
+
 log = logging.getLogger("daxd.http")
 
-#: DynamoDB's own request limit is 16 MB; anything larger is refused unread.
-DEFAULT_MAX_BODY = 16 * 1024 * 1024
-_PIPELINE_HIGH_WATER = 16
-_REASONS = {200: b"OK", 400: b"Bad Request", 403: b"Forbidden", 404: b"Not Found", 413: b"Payload Too Large",
-            500: b"Internal Server Error", 503: b"Service Unavailable"}
+#: Parsed requests that may wait behind the one being answered.
+PIPELINE_MAX = 16
+#: Bytes fed to the parser at a time, so that parsing can stop at :data:`PIPELINE_MAX`.
+FEED_SLICE = 16 * 1024
+_REASONS = {100: b"Continue", 200: b"OK", 400: b"Bad Request", 403: b"Forbidden", 404: b"Not Found",
+            408: b"Request Timeout", 413: b"Payload Too Large", 415: b"Unsupported Media Type",
+            431: b"Request Header Fields Too Large", 500: b"Internal Server Error", 503: b"Service Unavailable"}
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+#: Headers a request may not repeat (a second Content-Length is a request-smuggling attempt).
+_SINGLE_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"host"})
+#: Content-Encoding -> zlib window bits (gzip; zlib-wrapped deflate, raw deflate tried when that fails).
+_ENCODINGS = {b"gzip": 16 + zlib.MAX_WBITS, b"x-gzip": 16 + zlib.MAX_WBITS, b"deflate": zlib.MAX_WBITS}
 
 
 class HttpRequest:
@@ -36,13 +65,17 @@ class HttpRequest:
     ``headers`` decodes them to text only when someone asks (SigV4 checks do,
     the cache-hit path does not)."""
 
-    __slots__ = ("_headers", "body", "method", "path", "raw_headers")
+    __slots__ = ("_headers", "body", "keep_alive", "method", "path", "raw_headers", "reserved")
 
-    def __init__(self, method: str, path: str, raw_headers: dict[bytes, bytes], body: bytes) -> None:
+    def __init__(self, method: str, path: str, raw_headers: dict[bytes, bytes], body: bytes,
+                 *, keep_alive: bool = True) -> None:
         self.method = method
         self.path = path
         self.raw_headers = raw_headers
         self.body = body
+        self.keep_alive = keep_alive
+        #: Bytes of the node's request budget this request holds until it is answered.
+        self.reserved = 0
         self._headers: dict[str, str] | None = None
 
     @property
@@ -60,178 +93,351 @@ class HttpResponse:
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     close: bool = False
 
-    def encode(self) -> bytes:
-        if self.status == 200 and not self.close and len(self.headers) == 1:
+    def encode(self, *, date: bytes, close: bool = False, keep_alive: bool = False, head: bool = False) -> bytes:
+        """The response's bytes; ``close``/``keep_alive`` add that Connection header, ``head`` drops the body."""
+        body = b"" if head else self.body
+        if self.status == 200 and not close and not keep_alive and len(self.headers) == 1:
             name, value = self.headers[0]
-            return _OK_HEAD % (self.content_type, len(self.body), name, value) + self.body
-        head = [b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
-                % (self.status, _REASONS.get(self.status, b"Unknown"), self.content_type, len(self.body))]
-        head.extend(b"%s: %s\r\n" % pair for pair in self.headers)
-        if self.close:
-            head.append(b"Connection: close\r\n")
-        head.append(b"\r\n")
-        return b"".join(head) + self.body
+            return _OK_HEAD % (self.content_type, len(self.body), date, name, value) + body
+        head_lines = [b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nDate: %s\r\n"
+                      % (self.status, _REASONS.get(self.status, b"Unknown"), self.content_type, len(self.body),
+                         date)]
+        head_lines.extend(b"%s: %s\r\n" % pair for pair in self.headers)
+        if close:
+            head_lines.append(b"Connection: close\r\n")
+        elif keep_alive:
+            head_lines.append(b"Connection: keep-alive\r\n")
+        head_lines.append(b"\r\n")
+        return b"".join(head_lines) + body
 
 
-_OK_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s: %s\r\n\r\n"
+_OK_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\nDate: %s\r\n%s: %s\r\n\r\n"
 
 Application = Callable[[HttpRequest], "HttpResponse | Awaitable[HttpResponse]"]
 
 
-class ServerState:
-    """What every connection of one listener shares: for limits and graceful shutdown."""
+class _Clock:
+    """The ``Date`` header's value, formatted once a second."""
 
-    def __init__(self) -> None:
-        self.connections: set[HttpProtocol] = set()
-        self.tasks: set[asyncio.Task[Any]] = set()
+    second = -1
+    value = b""
+
+    @classmethod
+    def date(cls) -> bytes:
+        now = int(time.time())
+        if now != cls.second:
+            cls.value = formatdate(now, usegmt=True).encode()
+            cls.second = now
+        return cls.value
 
 
-class HttpProtocol(asyncio.Protocol):
+class RequestRefused(Exception):
+    """A request broke a limit or cannot be decoded: answered with ``status`` and the connection closed."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+def inflate(body: bytes, encoding: bytes, limit: int) -> bytes:
+    """``body`` decoded from ``Content-Encoding: encoding``, never more than ``limit`` bytes.
+
+    Raises:
+        RequestRefused: an unknown encoding (415), a body inflating past the limit (413),
+            a truncated or corrupt stream (400).
+    """
+    wbits = _ENCODINGS.get(encoding)
+    if wbits is None:
+        raise RequestRefused(415, "content_encoding", f"Content-Encoding {encoding.decode('latin-1')!r} "
+                             "is not supported (gzip, deflate and identity are)")
+    if not body:
+        return b""
+    for bits in (wbits, -zlib.MAX_WBITS) if encoding == b"deflate" else (wbits,):
+        inflater = zlib.decompressobj(bits)
+        try:
+            data = inflater.decompress(body, limit + 1)
+        except zlib.error:
+            continue
+        if len(data) > limit:
+            raise RequestRefused(413, "body_size", f"Request body inflates past the limit of {limit} bytes")
+        if not inflater.eof or inflater.unused_data or inflater.unconsumed_tail:
+            raise RequestRefused(400, "bad_request", f"Request body is not a complete {encoding.decode()} stream")
+        return data
+    raise RequestRefused(400, "bad_request", f"Request body is not valid {encoding.decode()} data")
+
+
+class HttpProtocol(ListenerProtocol):
     """One client connection."""
 
-    def __init__(self, app: Application, state: ServerState, *, max_body: int = DEFAULT_MAX_BODY,
+    def __init__(self, app: Application, state: ListenerState, *,
                  error_response: Callable[[int, str], HttpResponse] | None = None) -> None:
+        super().__init__(state)
         self.app = app
-        self.state = state
-        self.max_body = max_body
+        self.max_body = state.limits.max_request_size
+        self._max_header_count = state.limits.max_header_count
+        self._max_header_bytes = state.limits.max_header_bytes
         self.error_response = error_response or _plain_error
-        self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
-        # Kept: on Python 3.11 every get_running_loop() (ensure_future's too) costs a getpid() syscall.
-        self._loop = asyncio.get_running_loop()
         self._url = b""
         self._headers: dict[bytes, bytes] = {}
-        self._body: list[bytes] = []
-        self._body_size = 0
+        self._header_count = 0
+        self._header_bytes = 0
+        self._body: bytearray | None = None
+        self._in_head = False
+        self._in_body = False
+        self._head_fed = 0
+        self._message_started = 0.0
         self._queue: deque[HttpRequest] = deque()
+        self._pending = bytearray()
         self._busy = False
-        self._closing = False
-        self._paused = False
+        self._draining = False
+        self._reserved = 0
+        self._awaiting_budget = False
 
     # -- asyncio.Protocol ---------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
-        self.state.connections.add(self)
+    def refusal(self) -> bytes:
+        return self.error_response(503, "Too many connections to this listener").encode(
+            date=_Clock.date(), close=True)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.state.connections.discard(self)
-        self._closing = True
-        self._queue.clear()
+        super().connection_lost(exc)
+        self._drop_queue()
+        self._pending = bytearray()
+        if self._awaiting_budget:
+            self.state.budget.cancel(self._budget_granted)
+        elif self._reserved:
+            self.state.budget.release(self._reserved)
+        self._reserved = 0
 
     def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._fail(400, "Protocol upgrades are not supported")
-        except httptools.HttpParserError as exc:
-            if not self._closing:
-                self._fail(400, f"Malformed HTTP request: {exc}")
+        if self.closing:
+            return  # a refused connection's remaining input is discarded
+        if self._pending or len(data) > FEED_SLICE or self._queue or self._busy:
+            self._pending += data
+        else:
+            self._feed(data)
+        self._advance()
+
+    def on_writable(self) -> None:
+        self._advance()
+
+    def drain(self) -> None:
+        self._draining = True
+        if not (self._busy or self._queue or self._pending or self._in_head or self._in_body):
+            self.close()
+
+    def timed_out(self, reason: str) -> None:
+        if reason in ("header_timeout", "body_timeout") and not self.write_paused:
+            what = "headers" if reason == "header_timeout" else "body"
+            self._refuse(RequestRefused(408, reason, f"Request {what} not received in time"))
+            return
+        super().timed_out(reason)
 
     # -- httptools callbacks ------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self._url, self._headers, self._body, self._body_size = b"", {}, [], 0
+        self._url, self._headers, self._body = b"", {}, None
+        self._header_count = self._header_bytes = self._head_fed = 0
+        self._in_head, self._in_body = True, False
+        self._message_started = 0.0  # set when the head is found incomplete (see _update_deadline)
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        self._header_bytes += len(url)
+        if self._header_bytes > self._max_header_bytes:
+            self._over_header_limit()
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers[name.lower()] = value
+        self._header_count += 1
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_count > self._max_header_count or self._header_bytes > self._max_header_bytes:
+            self._over_header_limit()
+        name = name.lower()
+        if name in self._headers and name in _SINGLE_HEADERS:
+            raise RequestRefused(400, "bad_request", f"Repeated {name.decode('latin-1')} header")
+        self._headers[name] = value
+
+    def _over_header_limit(self) -> None:
+        if self._header_count > self._max_header_count:
+            raise RequestRefused(431, "header_count", f"More than {self._max_header_count} request headers")
+        raise RequestRefused(431, "header_size", f"Request headers are over {self._max_header_bytes} bytes")
 
     def on_headers_complete(self) -> None:
-        length = self._headers.get(b"content-length", b"0")
+        self._in_head = False
+        headers = self._headers
+        length = headers.get(b"content-length", b"0")
         if length.isdigit() and int(length) > self.max_body:
-            self._fail(413, f"Request body of {int(length)} bytes is over the limit of {self.max_body}")
+            raise RequestRefused(413, "body_size", f"Request body of {int(length)} bytes is over the limit "
+                                 f"of {self.max_body}")
+        encoding = headers.get(b"content-encoding", b"identity").strip().lower()
+        if encoding not in _ENCODINGS and encoding != b"identity":
+            inflate(b"", encoding, 0)  # raises the 415
+        has_body = length != b"0" or b"transfer-encoding" in headers
+        size = int(length) if length.isdigit() else 0
+        if size > BUDGETED:
+            self._reserved = size
+            self._awaiting_budget = not self.state.budget.reserve(size, self._budget_granted)
+        if has_body:
+            self._in_body = True
+            self._message_started = 0.0
+            if headers.get(b"expect", b"").lower() == b"100-continue" and not (self._busy or self._queue):
+                self.transport.write(_CONTINUE)
 
     def on_body(self, body: bytes) -> None:
-        self._body_size += len(body)
-        if self._body_size > self.max_body:
-            self._fail(413, f"Request body is over the limit of {self.max_body} bytes")
-            return
-        self._body.append(body)
+        if self._body is None:
+            self._body = bytearray()
+        if len(self._body) + len(body) > self.max_body:
+            raise RequestRefused(413, "body_size", f"Request body is over the limit of {self.max_body} bytes")
+        self._body += body  # one growing buffer: a large body is one allocation, returned whole when done
 
     def on_message_complete(self) -> None:
-        if self._closing:
-            return
-        method = self.parser.get_method().decode("ascii", "replace")
-        request = HttpRequest(method, self._url.decode("latin-1"), self._headers, b"".join(self._body))
+        self._in_head = self._in_body = False
+        body = bytes(self._body) if self._body is not None else b""
+        self._body = None
+        encoding = self._headers.get(b"content-encoding")
+        if encoding is not None and encoding.strip().lower() != b"identity":
+            body = inflate(body, encoding.strip().lower(), self.max_body)
+        parser = self.parser
+        request = HttpRequest(parser.get_method().decode("ascii", "replace"), self._url.decode("latin-1"),
+                              self._headers, body, keep_alive=parser.should_keep_alive())
+        request.reserved, self._reserved = self._reserved, 0
         self._queue.append(request)
-        if len(self._queue) >= _PIPELINE_HIGH_WATER and self.transport and not self._paused:
-            self._paused = True
-            self.transport.pause_reading()
-        if not self._busy:
-            self._drain()
 
-    # -- answering ----------------------------------------------------------
+    def _budget_granted(self) -> None:
+        self._awaiting_budget = False
+        if not self.closing:
+            self._message_started = self.loop.time()  # the body's time starts now
+            self._advance()
 
-    def _drain(self) -> None:
-        """Answer queued requests in order; stop at the first that must wait."""
-        while self._queue and not self._closing:
-            request = self._queue.popleft()
-            try:
-                result = self.app(request)
-            except Exception:
-                log.exception("unhandled error answering %s %s", request.method, request.path)
-                result = self.error_response(500, "Internal server error")
-            if isinstance(result, HttpResponse):
-                self._write(result)
-                continue
-            self._busy = True
-            task = self._loop.create_task(self._await(result))
-            self.state.tasks.add(task)
-            task.add_done_callback(self.state.tasks.discard)
+    def _drop_queue(self) -> None:
+        for request in self._queue:
+            self._release(request)
+        self._queue.clear()
+
+    def _release(self, request: HttpRequest) -> None:
+        if request.reserved:
+            self.state.budget.release(request.reserved)
+            request.reserved = 0
+
+    # -- parsing and answering ----------------------------------------------
+
+    def _feed(self, data: bytes) -> None:
+        if self._in_head or not (self._in_body or self._queue or self._busy):
+            self._head_fed += len(data)  # bytes of a head that the callbacks have not seen yet (a long line)
+            if self._head_fed > self.limits.max_header_bytes + FEED_SLICE:
+                self._refuse(RequestRefused(431, "header_size", "Request headers are over "
+                                            f"{self.limits.max_header_bytes} bytes"))
+                return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, RequestRefused):
+                self._refuse(cause)
+            else:  # pragma: no cover - a bug in a callback
+                log.error("HTTP connection %s: parser callback failed: %r", self.peer, cause)
+                self._refuse(RequestRefused(400, "bad_request", "Malformed HTTP request"))
+        except httptools.HttpParserUpgrade:
+            self._refuse(RequestRefused(400, "bad_request", "Protocol upgrades are not supported"))
+        except httptools.HttpParserError as exc:
+            self._refuse(RequestRefused(400, "bad_request", f"Malformed HTTP request: {exc}"))
+
+    def _advance(self) -> None:
+        """Answer queued requests and parse more, until a request must wait or the peer must read."""
+        while not self.closing and not self.write_paused:
+            if self._queue and not self._busy:
+                self._answer(self._queue.popleft())
+            elif self._pending and len(self._queue) < PIPELINE_MAX and not self._awaiting_budget:
+                chunk = bytes(self._pending[:FEED_SLICE])
+                del self._pending[:FEED_SLICE]
+                self._feed(chunk)
+            else:
+                break
+        if self.closing:
             return
-        if self._paused and self.transport and not self._closing:
-            self._paused = False
-            self.transport.resume_reading()
+        if self.write_paused or self._pending or len(self._queue) >= PIPELINE_MAX or self._awaiting_budget:
+            self.pause_reading()
+        elif self.read_paused:
+            self.resume_reading()
+        self._update_deadline()
 
-    async def _await(self, pending: Awaitable[HttpResponse]) -> None:
+    def _update_deadline(self) -> None:
+        limits = self.limits
+        if self.write_paused:
+            return  # the send deadline set by pause_writing stands
+        if self._busy or self._queue or self._pending or self._awaiting_budget:
+            self.clear_deadline()
+        elif self._in_head or self._in_body:
+            if not self._message_started:
+                self._message_started = self.loop.time()
+            timeout, reason = ((limits.header_timeout, "header_timeout") if self._in_head
+                               else (limits.body_timeout, "body_timeout"))
+            if timeout > 0:
+                self.set_deadline_at(self._message_started + timeout, reason)
+        else:
+            self.touch_idle()
+
+    def _answer(self, request: HttpRequest) -> None:
+        try:
+            result = self.app(request)
+        except Exception:
+            log.exception("unhandled error answering %s %s", request.method, request.path)
+            result = self.error_response(500, "Internal server error")
+        if isinstance(result, HttpResponse):
+            self._respond(request, result)
+            return
+        self._busy = True
+        self.state.track(self.loop.create_task(self._await(request, result)))
+
+    async def _await(self, request: HttpRequest, pending: Awaitable[HttpResponse]) -> None:
         try:
             response = await pending
         except Exception:
             log.exception("unhandled error answering a request")
             response = self.error_response(500, "Internal server error")
         self._busy = False
-        self._write(response)
-        self._drain()
+        self._respond(request, response)
+        self._advance()
 
-    def _write(self, response: HttpResponse) -> None:
-        if self.transport is None or self._closing:
+    def _respond(self, request: HttpRequest, response: HttpResponse) -> None:
+        if request.reserved:
+            self._release(request)
+        if self.closing or self.transport is None:
             return
-        self.transport.write(response.encode())
-        if response.close:
-            self._closing = True
-            self.transport.close()
+        close = response.close or not request.keep_alive or self._draining or self.state.draining
+        asked = request.raw_headers.get(b"connection")  # HTTP/1.0 clients ask for keep-alive: say it is granted
+        data = response.encode(date=_Clock.date(), close=close, head=request.method == "HEAD",
+                               keep_alive=not close and asked is not None and asked.lower() == b"keep-alive")
+        if close:
+            self._drop_queue()
+            self._pending = bytearray()
+            self.linger(data)
+        else:
+            self.transport.write(data)
 
-    def _fail(self, status: int, message: str) -> None:
-        """Answer an unparseable or oversized request and close: the stream cannot be trusted."""
-        log.info("refusing request: %s", message)
-        response = self.error_response(status, message)
-        response.close = True
-        self._queue.clear()
-        self._write(response)
-
-    def close_if_idle(self) -> None:
-        if not self._busy and not self._queue:
-            self.close()
-
-    def close(self) -> None:
-        self._closing = True
-        if self.transport is not None:
-            self.transport.close()
+    def _refuse(self, refused: RequestRefused) -> None:
+        """Answer an unparseable, oversized or late request and close: the stream cannot be trusted."""
+        response = self.error_response(refused.status, refused.message)
+        self._drop_queue()
+        self._pending = bytearray()
+        self.refuse(refused.reason, f"refusing request: {refused.message}",
+                    response.encode(date=_Clock.date(), close=True))
 
 
 def _plain_error(status: int, message: str) -> HttpResponse:
     return HttpResponse(status, message.encode(), content_type=b"text/plain")
 
 
-async def serve(app: Application, host: str, port: int, state: ServerState, *, reuse_port: bool = False,
+async def serve(app: Application, host: str, port: int, state: ListenerState,
+                ssl_context: ssl.SSLContext | None = None, *, reuse_port: bool = False,
                 **kwargs: Any) -> asyncio.Server:
-    """Start a listener; the returned server's sockets tell the bound port.
+    """Start a listener (HTTPS with ``ssl_context``); the returned server's sockets tell the bound port.
 
     ``reuse_port``: share the port with the node's other workers (SO_REUSEPORT).
     """
     loop = asyncio.get_running_loop()
     return await loop.create_server(lambda: HttpProtocol(app, state, **kwargs), host, port, reuse_address=True,
-                                    reuse_port=reuse_port or None)
+                                    ssl=ssl_context, backlog=1024, reuse_port=reuse_port or None)

@@ -73,3 +73,40 @@ def test_js_client_over_daxs(tls_node: tuple[DaxdNode, Path, int, int], ddb: Any
     got = run_js(f"daxs://127.0.0.1:{dax_port}", create_table(ddb, gsi=True), create_table(ddb, range_key=None),
                  extra_env={"NODE_EXTRA_CA_CERTS": str(cert)})
     assert got["get"]["s"] == {"S": "x"} and got["conditional_failed"]["error"] == "ConditionalCheckFailedException"
+
+
+def test_https_pipeliners_that_never_read_are_flow_controlled(tls_node: tuple[DaxdNode, Path, int, int],
+                                                               tables: dict[str, str]) -> None:
+    """The TLS transports get the same write flow control as the plain ones (docs/limits.md)."""
+    import socket
+    import ssl
+    import time
+
+    import orjson
+
+    from tests.integration.listener_tools import api_request, rss_bytes
+
+    node, cert, _, https_port = tls_node
+    api = client(f"https://localhost:{https_port}", verify=str(cert))
+    api.put_item(TableName=tables["hash"], Item={"pk": {"S": "big-tls"}, "v": {"S": "x" * 50_000}})
+    frame = api_request("GetItem", orjson.dumps({"TableName": tables["hash"], "Key": {"pk": {"S": "big-tls"}}}))
+    context = ssl.create_default_context(cafile=str(cert))
+    before = rss_bytes(node.process.pid)
+    socks = []
+    try:
+        for _ in range(10):
+            sock = context.wrap_socket(socket.create_connection(("127.0.0.1", https_port), timeout=10),
+                                       server_hostname="localhost")
+            sock.setblocking(False)
+            socks.append(sock)
+            sent, deadline = 0, time.monotonic() + 3
+            while sent < 2 << 20 and time.monotonic() < deadline:  # ~40 MB of replies if all were answered
+                try:
+                    sent += sock.send(frame * 20)
+                except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                    time.sleep(0.01)
+        assert api.get_item(TableName=tables["hash"], Key={"pk": {"S": "big-tls"}})["Item"]["pk"] == {"S": "big-tls"}
+        assert rss_bytes(node.process.pid) - before < 100 << 20
+    finally:
+        for sock in socks:
+            sock.close()

@@ -91,7 +91,7 @@ def test_truncated_frame_then_disconnect_costs_nothing(dax_node: DaxdNode) -> No
         assert read_items(sock, 2)[0] == []
     time.sleep(0.2)
     metrics = _metrics(dax_node)
-    assert "daxd_dax_connections 0.0" in metrics or "daxd_dax_connections 1.0" in metrics
+    assert 'daxd_connections{listener="dax"} 0.0' in metrics or 'daxd_connections{listener="dax"} 1.0' in metrics
 
 
 def _metrics(node: DaxdNode) -> str:

@@ -82,7 +82,9 @@ def test_connections_past_the_limit_are_closed(start_node: Any) -> None:
         for sock in (first, second):
             sock.sendall(PREAMBLE + AUTH + endpoints_request())
             read_items(sock, 2)
-        with _connect(node) as third:
+        with _connect(node) as third:  # told why (a retryable server error), then closed
+            _codes, message, detail = read_items(third, 3)
+            assert detail[1] == "ServiceUnavailable" and "Too many connections" in message
             assert third.recv(1) == b""
         first.close()
         time.sleep(0.1)

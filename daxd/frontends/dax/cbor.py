@@ -61,6 +61,10 @@ class Incomplete(Exception):
         self.needed = needed
 
 
+class FrameTooLarge(ProtocolError):
+    """A request would run past the frame limit: the peer is told so before the connection closes."""
+
+
 def _header(buf: bytes | bytearray | memoryview, pos: int, limit: int) -> tuple[int, int, int]:
     """Read one header at ``pos``: returns (major type, argument, next offset).
 
@@ -80,7 +84,7 @@ def _header(buf: bytes | bytearray | memoryview, pos: int, limit: int) -> tuple[
     end = pos + 1 + size
     if end > len(buf):
         if end > limit:
-            raise ProtocolError("CBOR header runs past the frame limit")
+            raise FrameTooLarge("CBOR header runs past the frame limit")
         raise Incomplete(end)
     return major, int.from_bytes(buf[pos + 1:end], "big"), end
 
@@ -126,7 +130,7 @@ def _scan_string(buf: bytes | bytearray | memoryview, pos: int, length: int, lim
         raise ProtocolError("chunked CBOR strings are not accepted")
     end = pos + length
     if end > limit:
-        raise ProtocolError(f"CBOR string of {length} bytes exceeds the frame limit")
+        raise FrameTooLarge(f"CBOR string of {length} bytes exceeds the frame limit")
     if end > len(buf):
         raise Incomplete(end)
     return end
@@ -143,7 +147,7 @@ def _scan_container(buf: bytes | bytearray | memoryview, pos: int, count: int, l
                 return pos + 1
             pos = scan(buf, pos, limit, depth + 1)
     if pos + count > limit:  # every child takes at least one byte
-        raise ProtocolError(f"CBOR container of {count} items exceeds the frame limit")
+        raise FrameTooLarge(f"CBOR container of {count} items exceeds the frame limit")
     for _ in range(count):
         pos = scan(buf, pos, limit, depth + 1)
     return pos

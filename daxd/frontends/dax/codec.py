@@ -134,6 +134,8 @@ class DaxConnection:
         except cbor.Incomplete as more:
             if self._eof:
                 raise ProtocolError("connection closed in the middle of a request") from None
+            if more.needed > self.max_frame_size:  # an indefinite container that keeps growing
+                raise cbor.FrameTooLarge(f"request exceeds the frame limit of {self.max_frame_size} bytes") from None
             self._need = more.needed
             return NEED_DATA
         frame = bytes(self._buf[:end])
