@@ -16,6 +16,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from tests.compat.conftest import dax_url
+from tests.compat.differential import order
 from tests.harness import DaxdNode, unique_table
 
 
@@ -68,7 +69,7 @@ def _answer(call: Callable[[], Any]) -> Any:
 
 
 def _by_pk(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(items, key=repr)
+    return sorted(items, key=order)
 
 
 def _reads(client: Any, table: str, projection: str) -> dict[str, Any]:
