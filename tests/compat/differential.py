@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -78,6 +79,23 @@ NUMBERED = TableSpec("numbered", ("pk", "N"), ("sk", "B"), ("1", "-2.5", "1E+30"
                      (b"\x00", b"k", b"\xff\xfe"))
 HASHED = TableSpec("hashed", ("pk", "S"), None, ("h0", "h1", "h2", "h3", "h4", "h5"))
 SPECS = {spec.name: spec for spec in (MAIN, NUMBERED, HASHED)}
+
+
+def _plain_query(spec: TableSpec, hash_name: str, value: dict[str, Any], index: str | None = None) -> dict[str, Any]:
+    request = {"TableName": f"@{spec.name}", "KeyConditionExpression": "#h = :h",
+               "ExpressionAttributeNames": {"#h": hash_name}, "ExpressionAttributeValues": {":h": value}}
+    return {**request, "IndexName": index} if index else request
+
+
+#: Whole-partition queries and whole-table scans: the reads the cache check repeats (their cached
+#: results must follow every write) and the ones steps repeat most, so the query cache gets hits.
+PLAIN_READS: tuple[tuple[str, dict[str, Any]], ...] = (
+    *(("query", _plain_query(MAIN, "pk", {"S": p})) for p in MAIN.hash_values),
+    *(("query", _plain_query(MAIN, "pk", {"S": p}, "lsi")) for p in MAIN.hash_values),
+    *(("query", _plain_query(MAIN, "g", {"S": g}, index)) for g in ("g0", "g1") for index in ("g-keys", "g-all")),
+    *(("query", _plain_query(NUMBERED, "pk", {"N": p})) for p in NUMBERED.hash_values),
+    *(("scan", {"TableName": f"@{spec.name}"}) for spec in (MAIN, NUMBERED, HASHED)),
+)
 
 
 def create_twins(ddb: Any) -> dict[str, tuple[str, str]]:
@@ -439,10 +457,18 @@ class Generator:
             return (None, "ALL_ATTRIBUTES", "COUNT")
         if index == "g-keys":
             return (None, "ALL_PROJECTED_ATTRIBUTES", "COUNT")
+        if index == "lsi":  # ALL_ATTRIBUTES makes DynamoDB fetch what the index does not hold
+            return (None, "ALL_ATTRIBUTES", "ALL_ATTRIBUTES", "ALL_PROJECTED_ATTRIBUTES", "COUNT")
         return (None, "ALL_ATTRIBUTES", "ALL_PROJECTED_ATTRIBUTES", "COUNT")
+
+    def plain_read(self, method: str) -> Step:
+        _, request = self.rng.choice([read for read in PLAIN_READS if read[0] == method])
+        return Step(method, {**request}, pages=True)
 
     def query(self) -> Step:
         rng = self.rng
+        if rng.random() < 0.25:
+            return self.plain_read("query")
         spec = rng.choices([MAIN, NUMBERED, HASHED], [8, 2, 1])[0]
         request: dict[str, Any] = {"TableName": _table(spec.name)}
         expression = self.expression()
@@ -493,6 +519,8 @@ class Generator:
 
     def scan(self) -> Step:
         rng = self.rng
+        if rng.random() < 0.25:
+            return self.plain_read("scan")
         spec = self.spec()
         request: dict[str, Any] = {"TableName": _table(spec.name)}
         expression = self.expression()
@@ -805,8 +833,16 @@ class Differential:
                 starts = (ours_raw["LastEvaluatedKey"], theirs_raw["LastEvaluatedKey"])
 
     def check_cache(self, index: int) -> None:
-        """Every key through the cache == a ConsistentRead of the same table == one of its twin."""
+        """Every key and every plain read through the cache == a ConsistentRead of the same table;
+        every key there == one of its twin."""
         self.stats.checks += 1
+        for method, request in PLAIN_READS:
+            consistent = {} if request.get("IndexName", "lsi") != "lsi" else {"ConsistentRead": True}
+            cached = partial(getattr(self.dax, method), **bind(request, self.dax_names))
+            direct = partial(getattr(self.ddb, method), **bind({**request, **consistent}, self.dax_names))
+            (ours, _), (stored, _) = outcome(cached, self.logical), outcome(direct, self.logical)
+            if ours != stored:
+                raise self._fail(index, f"cache check: stale {method}", request, ours, stored)
         for logical, dax_table in self.dax_names.items():
             spec = SPECS[logical[1:]]
             keys = spec.keys()
