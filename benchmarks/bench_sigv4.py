@@ -1,4 +1,4 @@
-"""Micro-benchmark: lean SigV4 sign/verify vs botocore's SigV4Auth (perf-baselines §6b).
+"""Micro-benchmark: lean SigV4 sign/verify vs botocore's SigV4Auth.
 
 Run: ``.venv/bin/python -m benchmarks.bench_sigv4``. Prints the median µs/op of 7 repeats.
 """

@@ -2,7 +2,7 @@
 
 Every benchmark measures the direct path (DynamoDB Local) and the daxd path in
 the same run on the same machine, and prints ratios; absolute numbers on a
-shared 2-core VM drift by 10-30% between runs (see shared/perf-baselines.md).
+shared 2-core VM drift by 10-30% between runs (docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -6,8 +6,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.harness import DaxdNode, DynamoDBLocal, client, create_table
+
+# Property tests check correctness, not speed: a per-example deadline only
+# measures how loaded the (two-core, shared) machine is at that moment.
+settings.register_profile("daxd", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("daxd")
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,8 @@
 """The client side of daxd's node-to-node traffic, sans-IO: request bytes out, replies in.
 
-Peers talk over each other's DAX port with the DAX framing (dax-protocol.md
-§1-§2): the five-item preamble, ``authorizeConnection`` signed like a DAX
-client signs it (§1.3) when the cluster uses ``--auth-keys``, then requests
+Peers talk over each other's DAX port with the DAX framing (docs/protocol.md,
+"Framing"): the five-item preamble, ``authorizeConnection`` signed like a DAX
+client signs it ("Authentication") when the cluster uses ``--auth-keys``, then requests
 ``1, method-id, body`` for the methods of
 :data:`daxd.frontends.dax.events.PEER_METHODS`. A reply is ``80`` and one
 item, or the three items of a DAX error (§6.1). :class:`ReplyReader` frames
@@ -43,7 +43,7 @@ def request(method: str, body: Any) -> bytes:
 
 
 def authorize(access_key: str, secret: str, region: str, now: datetime.datetime) -> bytes:
-    """``authorizeConnection`` (§1.3) signed as the DAX clients sign it; ``now`` is UTC."""
+    """``authorizeConnection`` ("Authentication") signed as the DAX clients sign it; ``now`` is UTC."""
     stamp = amz_date(now)
     date = stamp[:8]
     canonical = f"POST\n/\n\nhost:{DAX_HOSTS[0]}\nx-amz-date:{stamp}\n\nhost;x-amz-date\n{EMPTY_SHA256}"

@@ -1,7 +1,7 @@
 """A lean HTTP/1.1 server: httptools parsing inside an asyncio.Protocol.
 
 Why not a framework: a cached GetItem must cost a few microseconds of CPU,
-and aiohttp spends ~45 µs per request on this machine (perf-baselines §5).
+and aiohttp spends ~45 µs per request on this machine (docs/architecture.md, "Measured costs").
 This adaptor only pumps bytes: it parses requests, hands each to an
 application callable and writes the answer. An application may answer at
 once (a cache hit: no task is created) or return an awaitable (a miss).

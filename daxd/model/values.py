@@ -4,7 +4,7 @@ Numbers travel as strings and DynamoDB normalizes them on write (``"1.50"`` is
 stored as ``"1.5"``, ``"1e3"`` as ``"1000"``). A cache that stores a PutItem's
 item as sent would answer the next read differently from DynamoDB, so every
 image and every key is normalized here first. The rules were read off
-DynamoDB Local 3.3 (see ``../shared/SEMANTICS.md``): plain notation, no
+DynamoDB Local 3.3 (``tests/unit/test_model.py`` pins them): plain notation, no
 exponent, no trailing zeros, no sign on zero.
 """
 

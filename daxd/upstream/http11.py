@@ -1,7 +1,7 @@
 """A lean keep-alive HTTP/1.1 client on asyncio (and uvloop), parsed by httptools.
 
 Why not aiohttp or httpx: on the cache-miss path they cost ~200 µs more per
-request than this (perf-baselines §8); we need one verb, small bodies, and a
+request than this (docs/architecture.md, "Measured costs"); we need one verb, small bodies, and a
 connection pool.
 
 Theory of operation: a :class:`ConnectionPool` holds idle :class:`_Connection`

@@ -1,7 +1,7 @@
 """A lean AWS Signature Version 4 signer and verifier.
 
 Why not botocore: ``SigV4Auth.add_auth`` costs about 61 µs per request, this
-module about a tenth of that (perf-baselines §6b; ``benchmarks/bench_sigv4.py``),
+module about a tenth of that (``benchmarks/bench_sigv4.py``),
 and botocore reads the clock itself. Here the
 time is always a parameter.
 
@@ -12,7 +12,7 @@ Three entry points:
   sent to daxd's HTTP front end (whatever headers the client chose to sign).
 * :func:`verify_dax_authorization` checks the ``authorizeConnection`` message of
   the DAX protocol, whose signature covers a client-built string to sign
-  (docs: dax-protocol.md §1.3 and addendum A).
+  (docs/protocol.md, "Authentication").
 
 Derived signing keys are cached per (secret, date, region, service), so the
 steady state costs two SHA-256 and one pre-keyed HMAC per request.
@@ -372,7 +372,7 @@ def verify_dax_authorization(access_key: str, signature: str, string_to_sign: by
                              secrets: Mapping[str, str], now: datetime.datetime, *,
                              region: str | None = None, max_skew: float = 300,
                              check_canonical: bool = True) -> str:
-    """Check a DAX ``authorizeConnection`` (dax-protocol.md §1.3, addendum A); return the key id.
+    """Check a DAX ``authorizeConnection`` (docs/protocol.md, "Authentication"); return the key id.
 
     The HMAC covers the exact bytes received; the canonical request hash (line
     4) is only compared against the forms the Python/JS and Go clients build.

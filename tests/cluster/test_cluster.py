@@ -135,7 +135,7 @@ def test_a_dead_node_drops_out_and_comes_back(cluster: Cluster, ddb: Any,
         stop.set()
         worker.join(30)
         client.close()
-    # The client keeps a dead node until its own refresh (every ~4 s, dax-protocol.md §7.2) drops it;
+    # The client keeps a dead node until its own refresh (every ~4 s, docs/protocol.md, "Client behaviour") drops it;
     # until then a request that draws the dead node three times fails. Nothing fails after that.
     assert all(at - killed < 6.0 for at, _ in errors), errors[-3:]
     for key, value in acknowledged.items():  # no acknowledged write was lost

@@ -109,7 +109,9 @@ def test_uncached_operations_and_attributes_are_boto3s(api: Any, table: str) -> 
     assert api.meta.service_model.service_name == "dynamodb"
     assert api.can_paginate("scan")
     assert "get_item" in dir(api)
-    assert api.daxd_flush() >= 0
+    api.get_item(TableName=table, Key={"pk": {"S": "flush-me"}, "sk": {"N": "1"}})
+    assert api.daxd_flush() >= 1  # at least the entry just cached
+    assert api.daxd_flush() == 0  # nothing left
 
 
 def test_settings_are_checked(dynamodb_local: Any) -> None:

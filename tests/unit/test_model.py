@@ -14,7 +14,7 @@ from daxd.model.expressions import legacy_partition_value, partition_value
 from daxd.model.keys import KeySchema, TableSchema, canonical_key, key_of
 from daxd.model.values import normalize_item, normalize_number
 
-# Observed on DynamoDB Local 3.3 (PutItem then GetItem), see SEMANTICS.md.
+# Observed on DynamoDB Local 3.3 (PutItem then GetItem), pinned here.
 DYNAMODB_SPELLINGS = {
     "1.50": "1.5", "1e3": "1000", "-0": "0", "007": "7", "2.5E-3": "0.0025", "0.000": "0",
     "-1.230e+2": "-123", "+5": "5", ".5": "0.5", "5.": "5", "100": "100", "1e30": "1" + "0" * 30,

@@ -1,4 +1,4 @@
-"""DAX wire protocol front end: sans-IO codec (see dax-protocol.md).
+"""DAX wire protocol front end: sans-IO codec (see docs/protocol.md).
 
 The server uses:
 

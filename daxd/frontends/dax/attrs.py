@@ -1,7 +1,7 @@
 """AttributeValues between DynamoDB JSON and DAX CBOR, and the attribute-list table.
 
 An AttributeValue in DAX is one CBOR item whose type implies the DynamoDB type
-(dax-protocol.md §4.1). Decoding produces DynamoDB JSON exactly as DynamoDB's
+(docs/protocol.md, "Keys and values"). Decoding produces DynamoDB JSON exactly as DynamoDB's
 wire format has it: numbers as canonical strings, binaries as base64 text.
 Encoding produces plain Python structures for ``cbor2.dumps`` (no per-call
 reflection: one type switch through a dict of small functions).

@@ -1,4 +1,4 @@
-"""Batch and transaction calls -> DynamoDB-shaped requests (dax-protocol.md §3.4).
+"""Batch and transaction calls -> DynamoDB-shaped requests (docs/protocol.md, "Methods").
 
 These four methods carry several tables and per-entry expressions. DynamoDB's
 JSON scopes ExpressionAttributeNames/Values per table (BatchGetItem) or per

@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 DAX has no length prefix: a request is a run of top-level CBOR items whose
-count depends on the method (dax-protocol.md §2.4). To know whether a request
+count depends on the method (docs/protocol.md, "Framing"). To know whether a request
 is complete we walk the item headers without materialising anything
 (:func:`scan`). The walk
 

@@ -194,8 +194,8 @@ def _short_bstr_end(buf: bytes | bytearray, pos: int) -> int:
 def _split_get_item(buf: bytearray) -> tuple[int, PlainGetItem] | None:
     """A complete plain getItem at the start of ``buf``, framed without the general scanner.
 
-    Cached GetItems are the hot path (perf-baselines §5a: the scanner and
-    cbor2 calls cost more than the cache lookup), so the arguments stay bytes
+    Cached GetItems are the hot path (the general scanner and cbor2 calls
+    cost more than the cache lookup itself), so the arguments stay bytes
     here. Anything unusual (long strings, other kwargs, an incomplete frame)
     returns None and takes the general path, which validates everything.
     """

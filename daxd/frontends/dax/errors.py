@@ -1,4 +1,4 @@
-"""DaxdError -> DAX error reply (dax-protocol.md §6, addendum A4, G).
+"""DaxdError -> DAX error reply (docs/protocol.md, "Errors").
 
 An error reply is three items: the code sequence, the message, and
 ``[requestId, errorCode, httpStatus(, cancellationReasons)]``. The clients pick

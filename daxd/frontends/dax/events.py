@@ -1,4 +1,4 @@
-"""Events a DAX connection produces, and the method table (dax-protocol.md §1, §3.1).
+"""Events a DAX connection produces, and the method table (docs/protocol.md, "Framing", "Methods").
 
 Events are small frozen dataclasses named as nouns (h11 ``_events.py``). The
 control methods become their own events; the ten data-plane methods come out

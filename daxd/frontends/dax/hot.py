@@ -1,7 +1,7 @@
 """The cached-GetItem hot path: reply bytes from an item encoded once.
 
 Encoding a 1 KB item costs tens of microseconds in Python (one call per
-AttributeValue; perf-baselines §5a: "cache the encoded bytes"). A node that
+AttributeValue; docs/architecture.md, "Measured costs"). A node that
 wants 40k hits/s encodes each item when it enters the cache
 (:func:`prepare_item`) and answers every hit with :func:`encode_get_item_hit`,
 which only concatenates bytes.

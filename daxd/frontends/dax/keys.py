@@ -1,4 +1,4 @@
-"""Key schemas, key bytes, compound keys and item value bytes (dax-protocol.md §4.2-§4.6).
+"""Key schemas, key bytes, compound keys and item value bytes (docs/protocol.md, "Keys and values").
 
 Key bytes ``K`` are not self-describing: decoding them needs the table's key
 schema (:class:`daxd.model.keys.KeySchema`, shared with the cache), which

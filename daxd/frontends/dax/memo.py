@@ -1,7 +1,7 @@
 """Memos of the DAX hot paths: decoded GetItem requests and encoded Query/Scan pages.
 
 Both trade a little memory for CPU on cache hits, where decoding or encoding
-costs several times the cache lookup itself (perf-baselines §5a). Neither
+costs several times the cache lookup itself (docs/architecture.md, "Measured costs"). Neither
 holds cache policy: they remember pure functions of their keys and are only
 consulted after the Accelerator decided what to answer.
 """

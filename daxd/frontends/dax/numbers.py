@@ -1,10 +1,10 @@
 """DynamoDB numbers on the DAX wire: canonical text, CBOR forms and LexDecimal.
 
-The clients send one number in several encodings (dax-protocol.md §4.1): CBOR
+The clients send one number in several encodings (docs/protocol.md, "Keys and values"): CBOR
 ints, tag 2/3 bignums, tag 4 decimal fractions that keep trailing zeros
 (``"1.50"`` -> ``[-2, 150]``) and, from JS, float64. The rest of daxd speaks
 DynamoDB JSON, where numbers are strings, so every form is turned into the
-*canonical* text DynamoDB itself returns (SEMANTICS.md: ``"1.50"`` -> ``"1.5"``,
+*canonical* text DynamoDB itself returns (as DynamoDB does: ``"1.50"`` -> ``"1.5"``,
 ``"1e3"`` -> ``"1000"``, ``"-0"`` -> ``"0"``): plain notation, no exponent, no
 trailing fractional zeros. Equal numbers therefore give equal strings, which is
 what cache keys need.

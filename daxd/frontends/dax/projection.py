@@ -1,4 +1,4 @@
-"""Projected items as DAX ordinal maps (dax-protocol.md §4.7).
+"""Projected items as DAX ordinal maps (docs/protocol.md, "Item encodings in replies").
 
 A reply to a request with a ProjectionExpression carries, for each path i of
 the expression, the AttributeValue found *at that path* under key i; the client

@@ -1,4 +1,4 @@
-"""Data-plane method calls -> DynamoDB-shaped operations (dax-protocol.md §3.2, §3.4).
+"""Data-plane method calls -> DynamoDB-shaped operations (docs/protocol.md, "Methods").
 
 This module holds the single-table converters and the helpers shared with
 :mod:`.batch`; :mod:`.operations` is the entry point (``to_operation``).

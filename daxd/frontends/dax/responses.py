@@ -1,4 +1,4 @@
-"""DynamoDB results -> DAX reply bytes (dax-protocol.md §3.3, §3.5, addendum D-F).
+"""DynamoDB results -> DAX reply bytes (docs/protocol.md, "Methods", "Item encodings in replies").
 
 Every success reply is ``80`` followed by a method-specific number of items.
 Items are built as plain Python structures and serialised with one

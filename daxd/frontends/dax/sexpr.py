@@ -1,4 +1,4 @@
-"""Compiled DAX expressions (CBOR S-expressions, dax-protocol.md §5) -> DynamoDB text.
+"""Compiled DAX expressions (CBOR S-expressions; docs/protocol.md, "Expressions") -> DynamoDB text.
 
 The clients parse every expression themselves and send a tree in which names
 are inlined and ``:values`` are indexes into a value array carried in the same

@@ -4,7 +4,7 @@ The client's own ``Tube``/``DaxClient`` run over a fake socket whose other end
 is our sans-IO codec: every request byte the client writes is decoded by
 :class:`DaxConnection`, every reply byte it reads was produced by our encoders.
 This is the strongest evidence that both directions match what the client
-implements (perf-baselines §7 drove the client the same way).
+implements.
 """
 
 from __future__ import annotations
@@ -192,7 +192,7 @@ def item_boto(item: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def normalize_sets(value: Any) -> Any:
-    """Sets have no order (SEMANTICS.md): compare them as sorted lists."""
+    """Sets have no order in DynamoDB: compare them as sorted lists."""
     if isinstance(value, dict):
         return {k: (sorted(v, key=repr) if k in ("SS", "NS", "BS") else normalize_sets(v))
                 for k, v in value.items()}

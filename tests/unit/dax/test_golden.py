@@ -1,4 +1,4 @@
-"""Golden vectors: every captured byte sequence in dax-protocol.md.
+"""Golden vectors: byte sequences captured from the official clients (docs/protocol.md).
 
 Requests are decoded to the expected events/operations; replies are encoded to
 the captured (verified) bytes. Whitespace in the hex strings is cosmetic.
