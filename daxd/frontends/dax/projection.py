@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from daxd.frontends.dax.attrs import AttributeValue, to_cbor
@@ -92,7 +93,7 @@ def _collect(value: AttributeValue, node: _Node, out: dict[int, Any]) -> None:
         return
     elements = value.get("L")
     if elements is not None and node.indexes:
-        # A projected list that fits no assignment cannot come from DynamoDB; keep what fits.
+        # A projected list that fits no assignment cannot come from DynamoDB; it is left out.
         assigned = _assign(elements, node.indexes) or []
         for element, child in zip(elements, assigned, strict=False):
             _collect(element, child, out)
@@ -121,6 +122,16 @@ class Projection:
         return out
 
 
+@lru_cache(maxsize=1024)
+def _prepared(paths: tuple[Path, ...]) -> Projection:
+    return Projection(paths)
+
+
+def projection_of(paths: Sequence[Path]) -> Projection:
+    """The :class:`Projection` of ``paths``, built once for a repeated expression (never changed after)."""
+    return _prepared(tuple(paths))
+
+
 def project(item: Mapping[str, AttributeValue], paths: Sequence[Path]) -> dict[int, Any]:
     """The ordinal map ``{i: AV at paths[i]}`` (CBOR-ready), omitting absent paths."""
-    return Projection(paths).ordinals(item)
+    return projection_of(paths).ordinals(item)

@@ -24,7 +24,7 @@ import cbor2
 
 from daxd.frontends.dax.attrs import AttributeListTable, AttributeValue, to_cbor
 from daxd.frontends.dax.keys import KeySchema, encode_compound_key, encode_key, encode_values, key_pairs
-from daxd.frontends.dax.projection import Projection, project
+from daxd.frontends.dax.projection import project, projection_of
 from daxd.frontends.dax.requests import Operation
 from daxd.model.errors import ValidationException
 
@@ -186,7 +186,7 @@ def _query_scan(op: Operation, result: Mapping[str, Any], lists: AttributeListTa
     if items is not None:
         paths = op.context.projection
         if paths is not None:
-            ordinals = Projection(paths).ordinals
+            ordinals = projection_of(paths).ordinals
             fields[7] = [ordinals(i) for i in items]
         else:
             fields[7] = [_scan_item(i, schema, lists) for i in items]
@@ -205,7 +205,7 @@ def _batch_get(op: Operation, result: Mapping[str, Any], lists: AttributeListTab
     for table, items in (result.get("Responses") or {}).items():
         paths = op.context.projections.get(table)
         if paths is not None:
-            ordinals = Projection(paths).ordinals
+            ordinals = projection_of(paths).ordinals
             responses[table] = [ordinals(item) for item in items]
         else:
             schema = op.context.schemas[table]
