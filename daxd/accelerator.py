@@ -27,8 +27,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -43,8 +43,10 @@ from daxd.model import keys
 from daxd.model.errors import AccessDeniedException, DaxdError, ResourceNotFoundException, ValidationException
 from daxd.model.expressions import legacy_partition_value, partition_value
 from daxd.model.keys import TableSchema
+from daxd.model.requests import check_request
 from daxd.model.values import normalize_item
 from daxd.observability import Metrics
+from daxd.policy import TablePolicies
 
 log = logging.getLogger("daxd.accelerator")
 
@@ -69,6 +71,10 @@ _FLUSHING_CONTROL_PLANE = frozenset({"UpdateTable", "DeleteTable", "RestoreTable
 _PARTIQL = frozenset({"ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction"})
 #: Request fields that change a Query/Scan response only by adding ConsumedCapacity.
 _NOT_IN_QUERY_KEY = ("ReturnConsumedCapacity",)
+#: Tables whose effective policy is remembered (names come from clients: bounded, cleared when full).
+POLICY_MEMO_MAX = 10_000
+#: Keys DynamoDB accepts in one BatchGetItem (more: its ValidationException, never a cache answer).
+MAX_BATCH_GET_KEYS = 100
 #: Seconds of disagreement allowed between DynamoDB's clock (a stream record's
 #: creation time) and ours when judging whether a local write may be newer.
 STREAM_CLOCK_MARGIN = 1.0
@@ -86,6 +92,8 @@ class CacheSettings:
     read_only_control_plane: bool = False
     #: Only these tables are cached (None: all).
     tables: frozenset[str] | None = None
+    #: Per-table overrides of the above (``[tables.NAME]``, daxd.policy); unmatched tables use the globals.
+    policies: TablePolicies = field(default_factory=TablePolicies)
 
     def __post_init__(self) -> None:
         if self.item_ttl < 0 or self.query_ttl < 0:
@@ -94,6 +102,24 @@ class CacheSettings:
             raise ValueError("cache_size must be > 0 bytes")
         if self.consistent_window < 0:
             raise ValueError("consistent_window must be >= 0 seconds")
+
+
+@dataclass(frozen=True, slots=True)
+class TableCachePolicy:
+    """How one table is cached: the global settings with its ``[tables.X]`` section applied."""
+
+    #: Whether the table is cached at all (False: every request is forwarded, nothing stored).
+    cache: bool
+    item_ttl: float
+    query_ttl: float
+    #: Whether Query/Scan pages of the table are cached.
+    query_cache: bool
+    #: The ``[tables.X]`` pattern that matched (None: the global flags).
+    rule: str | None
+
+    def describe(self) -> dict[str, Any]:
+        return {"cache": self.cache, "item_ttl": self.item_ttl, "query_ttl": self.query_ttl,
+                "query_cache": self.query_cache, "rule": self.rule}
 
 
 def dumps(value: Any) -> bytes:
@@ -110,8 +136,11 @@ class Accelerator:
         self.store: Store[tuple[Any, ...], Any] = Store(self.settings.cache_size, timer=timer)
         flushes = Generations()
         self.flushes = flushes
-        self.items = ItemCache(self.store, ttl=self.settings.item_ttl, flushes=flushes, timer=timer)
-        self.queries = QueryCache(self.store, ttl=self.settings.query_ttl, flushes=flushes, timer=timer)
+        self._policies: dict[str, TableCachePolicy] = {}
+        self.items = ItemCache(self.store, ttl=self.settings.item_ttl, flushes=flushes, timer=timer,
+                               ttl_of=lambda table: self.policy(table).item_ttl)
+        self.queries = QueryCache(self.store, ttl=self.settings.query_ttl, flushes=flushes, timer=timer,
+                                  ttl_of=lambda table: self.policy(table).query_ttl)
         self.schemas: dict[str, TableSchema] = {}
         #: Tables read through the cache, schema known or not: what a stream tailer follows.
         self.tables_seen: set[str] = set()
@@ -139,6 +168,7 @@ class Accelerator:
 
     def plan(self, operation: str, request: dict[str, Any], raw: bytes | None = None) -> Plan:
         """The plan for one operation. ``raw`` is the request's JSON if the caller has it."""
+        check_request(operation, request)  # refused as DynamoDB refuses it, before any policy reads it
         handler = self._handlers.get(operation)
         if handler is not None:
             return handler(request, raw)
@@ -184,16 +214,19 @@ class Accelerator:
     def item_ref(self, req: dict[str, Any]) -> ItemRef | None:
         """Where a GetItem's answer lives in the item cache: (table, canonical key, projection).
 
-        None for a read the cache never answers (``ConsistentRead``, consumed
-        capacity, a table not cached). A pure function of the request, so a
-        front end may keep it by the request's bytes (:meth:`get_item_at`).
+        None unless the cache answers the read (:meth:`answers_from_cache`) with
+        the bare entry: a read asking for ``ReturnConsumedCapacity`` is answered
+        from the cache too, but by :meth:`plan`, which adds the capacity. A pure
+        function of the request, so a front end may keep it by the request's
+        bytes (:meth:`get_item_at`).
 
         Raises:
-            ValidationException: the key is not a map of AttributeValues.
+            SerializationException, ValidationException: the request is malformed.
         """
+        if len(req) > 2 or "Key" not in req:  # more than TableName and Key: the model checks the rest
+            check_request("GetItem", req)
         table = req.get("TableName")
-        if (not isinstance(table, str) or req.get("ConsistentRead") is True or not self._cached(table)
-                or "ReturnConsumedCapacity" in req):
+        if not self.answers_from_cache(table, req) or "ReturnConsumedCapacity" in req:
             return None
         return table, keys.canonical_key(req.get("Key")), _projection(req)
 
@@ -207,9 +240,19 @@ class Accelerator:
         hit = self.cached_item_at(ref)
         return hit if hit is not None else self._fetch_item(req, raw, *ref)
 
+    def answers_from_cache(self, table: object, read: dict[str, Any]) -> TypeGuard[str]:
+        """The cacheability rule, for every read path (GetItem, BatchGetItem's tables, Query, Scan).
+
+        An eventually consistent read of a cached table is answered from the
+        cache. ``ReturnConsumedCapacity`` does not change that: a hit reports
+        the zero units it took from DynamoDB, in DynamoDB's shape; a miss
+        reports DynamoDB's figure for the caller's own read mode.
+        """
+        return isinstance(table, str) and read.get("ConsistentRead") is not True and self._cached(table)
+
     def _get_item(self, req: dict[str, Any], raw: bytes | None) -> Plan:
         table = _table(req)
-        if req.get("ConsistentRead") is True or not self._cached(table):
+        if not self.answers_from_cache(table, req):
             return (yield from self._forward("GetItem", req, raw))
         key = keys.canonical_key(req.get("Key"))
         projection = _projection(req)
@@ -221,14 +264,20 @@ class Accelerator:
     def _fetch_item(self, req: dict[str, Any] | None, raw: bytes | None, table: str, key: bytes,
                     projection: str) -> Plan:
         """A GetItem miss: read upstream (consistently right after a write here) and fill the cache."""
+        schema = self.schemas.get(table)
+        if schema is not None:  # the backend may not check key types (the embedded one does not)
+            keys.check_key(orjson.loads(key), schema.key)
         self.metrics.item_miss(table)
         self.tables_seen.add(table)
         token = self.items.token(table, key)
-        if self.items.changed_since(table, key, self._window_start()):
+        upgraded = self.items.changed_since(table, key, self._window_start())
+        if upgraded:
             req, raw = {**(req if req is not None else orjson.loads(raw or b"{}")), "ConsistentRead": True}, None
         elif req is None:
             req = {"TableName": table}  # raw is the request: _send forwards it as it came
         body = yield from self._send("GetItem", req, raw, shared=True)
+        if upgraded and _asks_capacity(req):
+            body = dumps(_as_eventually_consistent(orjson.loads(body)))
         if self.fill_later is not None:
             self.fill_later(lambda: self._fill_item(table, key, projection, body, token))
             return Response(body=body)
@@ -255,16 +304,19 @@ class Accelerator:
         found: dict[str, list[bytes]] = {}
         misses: dict[str, dict[str, Any]] = {}
         tokens: dict[tuple[str, bytes], tuple[int, int]] = {}
+        upgraded: set[str] = set()  # tables read consistently for read-your-writes: capacity as asked
         since = self._window_start()
         for table, spec in request_items.items():
             found[table] = []
-            if not isinstance(spec, dict) or spec.get("ConsistentRead") is True or not self._cached(table):
-                misses[table] = spec
+            listed = spec.get("Keys") if isinstance(spec, dict) else None
+            canonical = [keys.canonical_key(k) for k in listed] if isinstance(listed, list) else []
+            if (not isinstance(spec, dict) or not self.answers_from_cache(table, spec)
+                    or not 0 < len(set(canonical)) == len(canonical) <= MAX_BATCH_GET_KEYS):
+                misses[table] = spec  # DynamoDB answers it, and refuses what it must (no keys, duplicates)
                 continue
             projection = _projection(spec)
             missing: list[Any] = []
-            for key_av in spec.get("Keys") or ():
-                key = keys.canonical_key(key_av)
+            for key_av, key in zip(listed or (), canonical, strict=True):
                 hit = self.items.get(table, key, projection)
                 if hit is None:
                     self.metrics.item_miss(table)
@@ -278,10 +330,13 @@ class Accelerator:
                 misses[table] = {**spec, "Keys": missing}
                 if any(self.items.changed_since(table, keys.canonical_key(k), since) for k in missing):
                     misses[table]["ConsistentRead"] = True
+                    upgraded.add(table)
+        mode = req.get("ReturnConsumedCapacity")
         if not misses:
-            return Response(body=_batch_get_body(found))
+            return Response(body=_batch_get_body(found, mode))
         upstream_req = {**req, "RequestItems": misses}
         data = orjson.loads((yield from self._send("BatchGetItem", upstream_req, None)))
+        _batch_capacity(data, mode, [t for t in found if t not in misses], upgraded)
         for table, spec in misses.items():
             if not isinstance(spec, dict) or not any(t == table for t, _ in tokens):
                 continue
@@ -316,7 +371,7 @@ class Accelerator:
 
     def _query(self, req: dict[str, Any], raw: bytes | None, operation: str = "Query") -> Plan:
         table = _table(req)
-        if req.get("ConsistentRead") is True or not self.queries.enabled or not self._cached(table):
+        if not self.queries.enabled or not self.policy(table).query_cache or not self.answers_from_cache(table, req):
             return (yield from self._forward(operation, req, raw))
         partition = None
         if operation == "Query" and not req.get("IndexName"):
@@ -331,13 +386,16 @@ class Accelerator:
         self.metrics.query_miss(operation, table)
         self.tables_seen.add(table)
         token = self.queries.token(table, partition)
-        if not req.get("IndexName") and self.queries.changed_since(table, partition, self._window_start()):
+        upgraded = not req.get("IndexName") and self.queries.changed_since(table, partition, self._window_start())
+        if upgraded:
             req, raw = {**req, "ConsistentRead": True}, None
         body = yield from self._send(operation, req, raw, shared=True)
         data = orjson.loads(body)
         stored = body
         if "ConsumedCapacity" in data:
             stored = dumps({k: v for k, v in data.items() if k != "ConsumedCapacity"})
+            if upgraded:
+                body = dumps(_as_eventually_consistent(data))
         self.queries.fill(table, request_key, partition, stored, token)
         return Response(body=body, data=data)
 
@@ -480,8 +538,11 @@ class Accelerator:
             raise AccessDeniedException(
                 f"daxd is running with --control-plane read-only: {operation} is not allowed")
         body = yield from self._send(operation, req, raw)
+        if operation == "CreateTable":
+            self._learn_schema(body)
         if operation in _FLUSHING_CONTROL_PLANE and isinstance(req.get("TableName"), str):
-            self.flush(req["TableName"])
+            log.info("%s on table %s: %d cached entries of it flushed", operation, req["TableName"],
+                     self.flush(req["TableName"]))
         elif operation in _PARTIQL:
             self._flush_partiql(req)
         return Response(body=body)
@@ -560,15 +621,55 @@ class Accelerator:
             self.schemas[table] = schema
         return schema
 
+    def _learn_schema(self, body: bytes) -> None:
+        """A table created through daxd: its key schema is known from the answer, no DescribeTable needed."""
+        try:
+            description = orjson.loads(body)["TableDescription"]
+            self.schemas.setdefault(description["TableName"], TableSchema.from_description(description))
+        except (orjson.JSONDecodeError, KeyError, TypeError, StopIteration):
+            pass
+
     def _locate(self, key_or_item: Any, schema: TableSchema) -> tuple[bytes, bytes]:
         """Canonical key bytes and partition bytes of an item or key."""
         if not isinstance(key_or_item, dict):
             raise ValidationException("The provided key element does not match the schema")
         key = keys.key_of(key_or_item, schema.key)
+        keys.check_key(key, schema.key)
         return keys.canonical_key(key), keys.partition_of(key, schema.key)
 
+    def policy(self, table: str) -> TableCachePolicy:
+        """The one place a table's cache policy is decided (remembered per table name)."""
+        found = self._policies.get(table)
+        if found is None:
+            if len(self._policies) >= POLICY_MEMO_MAX:
+                self._policies.clear()
+            found = self._policies[table] = self._resolve_policy(table)
+        return found
+
+    def _resolve_policy(self, table: str) -> TableCachePolicy:
+        s = self.settings
+        matched = s.policies.match(table)
+        rule, section = matched if matched is not None else (None, None)
+        cache = (s.tables is None or table in s.tables) and (section is None or section.cache)
+        item_ttl = section.item_ttl if section is not None and section.item_ttl is not None else s.item_ttl
+        query_ttl = section.query_ttl if section is not None and section.query_ttl is not None else s.query_ttl
+        query_cache = cache and query_ttl > 0 and (section is None or section.query_cache)
+        return TableCachePolicy(cache, item_ttl, query_ttl, query_cache, rule)
+
+    def policies_view(self) -> dict[str, Any]:
+        """What ``GET /tables`` and ``daxd status`` show: the defaults, the sections, each known table's policy."""
+        s = self.settings
+        tables = sorted(self.tables_seen | set(self.schemas) | set(s.tables or ()) |
+                        {name for name in s.policies.rules if not name.endswith("*")})
+        return {
+            "default": {"cache": s.tables is None, "item_ttl": s.item_ttl, "query_ttl": s.query_ttl,
+                        "query_cache": s.query_ttl > 0},
+            "rules": {name: section.describe() for name, section in s.policies.rules.items()},
+            "tables": {name: self.policy(name).describe() for name in tables[:1000]},
+        }
+
     def _cached(self, table: str) -> bool:
-        return self.settings.tables is None or table in self.settings.tables
+        return self.policy(table).cache
 
     def _window_start(self) -> float:
         return self.timer() - self.settings.consistent_window
@@ -635,6 +736,47 @@ def _with_capacity(body: bytes, table: str, capacity: Any) -> bytes:
     return body[:-1] + separator + b'"ConsumedCapacity":' + _capacity(table, capacity) + b"}"
 
 
-def _batch_get_body(found: dict[str, list[bytes]]) -> bytes:
+def _batch_get_body(found: dict[str, list[bytes]], mode: Any) -> bytes:
     tables = b",".join(dumps(t) + b":[" + b",".join(items) + b"]" for t, items in found.items())
-    return b'{"Responses":{' + tables + b'},"UnprocessedKeys":{}}'
+    if mode not in ("TOTAL", "INDEXES"):
+        return b'{"Responses":{' + tables + b'},"UnprocessedKeys":{}}'
+    capacity = b",".join(_capacity(t, mode) for t in found)
+    return b'{"Responses":{' + tables + b'},"UnprocessedKeys":{},"ConsumedCapacity":[' + capacity + b"]}"
+
+
+def _batch_capacity(data: dict[str, Any], mode: Any, from_cache: list[str], upgraded: set[str]) -> None:
+    """A partly cached BatchGetItem's ConsumedCapacity: DynamoDB's entries for the tables it read
+    (as the caller's read mode would cost), and zero for the tables answered wholly from cache."""
+    if mode not in ("TOTAL", "INDEXES"):
+        return
+    entries = data.setdefault("ConsumedCapacity", [])
+    for entry in entries:
+        if isinstance(entry, dict) and entry.get("TableName") in upgraded:
+            _halve(entry)
+    entries.extend(orjson.loads(_capacity(t, mode)) for t in from_cache)
+
+
+def _asks_capacity(req: dict[str, Any]) -> bool:
+    return req.get("ReturnConsumedCapacity") in ("TOTAL", "INDEXES")
+
+
+def _as_eventually_consistent(data: dict[str, Any]) -> dict[str, Any]:
+    """A response to a read daxd made strongly consistent (read-your-writes) with the
+    ConsumedCapacity the caller's eventually consistent read costs: half, as DynamoDB
+    charges 0.5 unit per 4 KB for those and 1 for strongly consistent ones."""
+    capacity = data.get("ConsumedCapacity")
+    for entry in capacity if isinstance(capacity, list) else [capacity]:
+        if isinstance(entry, dict):
+            _halve(entry)
+    return data
+
+
+def _halve(capacity: dict[str, Any]) -> None:
+    for name in ("CapacityUnits", "ReadCapacityUnits"):
+        if isinstance(capacity.get(name), (int, float)):
+            capacity[name] = capacity[name] / 2
+    inner = [capacity.get("Table"), *(capacity.get("GlobalSecondaryIndexes") or {}).values(),
+             *(capacity.get("LocalSecondaryIndexes") or {}).values()]
+    for part in inner:
+        if isinstance(part, dict):
+            _halve(part)

@@ -15,18 +15,75 @@ from typing import Any
 import click
 
 from daxd import __version__
-from daxd.config import LOG_LEVELS, ConfigError, load
+from daxd.config import LOG_FORMATS, LOG_LEVELS, ConfigError, load
 from daxd.observability import configure_logging
 
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
-@click.group()
-@click.version_option(__version__, prog_name="daxd")
+#: How ``serve --help`` groups its options; an option not named here is listed under "other".
+OPTION_GROUPS = (
+    ("Listeners", ("host", "http_port", "dax_port", "admin_port", "dax_tls_port", "http_tls_port",
+                   "dax_idle_timeout", "dax_max_connections", "attribute_lists_max")),
+    ("Cache", ("cache_size", "item_ttl", "query_ttl", "consistent_window", "streams")),
+    ("Upstream", ("upstream", "region", "profile", "upstream_timeout", "upstream_max_attempts",
+                  "upstream_max_connections", "control_plane")),
+    ("Cluster", ("peers", "advertise", "node_id", "health_interval")),
+    ("Security", ("auth_keys", "tls_cert", "tls_key")),
+    ("Operations", ("config_file", "log_level", "log_format", "shutdown_grace", "help")),
+)
+SERVE_EXAMPLES = """\b
+Examples:
+  daxd serve                                      # try it: the embedded in-memory backend
+  daxd serve --upstream http://localhost:8000     # DynamoDB Local, Alternator, LocalStack
+  daxd serve --upstream aws --region eu-west-1 --cache-size 4GiB
+  DAXD_HTTP_PORT=9000 daxd serve --config daxd.toml --log-format json
+  daxd serve --peers 10.0.0.1:8111,10.0.0.2:8111 --advertise 10.0.0.1 --upstream aws
+
+Every option is also an environment variable (shown in brackets) and a key of the --config file;
+flags win over the environment, the environment over the file. The dashboard is at
+http://HOST:ADMIN-PORT/ once the node runs."""
+
+
+class GroupedCommand(click.Command):
+    """A command whose --help lists options in :data:`OPTION_GROUPS`, each with its ``DAXD_*`` variable."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        records: dict[str, tuple[str, str]] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None or param.name is None:
+                continue
+            name, text = record
+            if isinstance(param, click.Option) and param.name in _SETTINGS:
+                text = f"{text} [env DAXD_{param.name.upper()}]"
+            records["help" if "--help" in getattr(param, "opts", ()) else param.name] = (name, text)
+        for title, names in (*OPTION_GROUPS, ("Other", tuple(records))):
+            rows = [records.pop(n) for n in names if n in records]
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+
+def _setting_names() -> frozenset[str]:
+    from dataclasses import fields
+
+    from daxd.config import Settings
+
+    return frozenset(f.name for f in fields(Settings))
+
+
+_SETTINGS = _setting_names()
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "-V", "--version", prog_name="daxd")
 def main() -> None:
     """daxd: a self-hosted DynamoDB Accelerator."""
 
 
-@main.command()
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@main.command(cls=GroupedCommand, epilog=SERVE_EXAMPLES)
+@click.option("--config", "config_file", metavar="FILE",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="TOML file of settings (keys spelled like the flags, with underscores).")
 @click.option("--upstream", help="DynamoDB endpoint URL, 'aws', or 'embedded' (default).")
 @click.option("--region", help="AWS region (default: from the AWS chain, else us-east-1).")
@@ -37,10 +94,13 @@ def main() -> None:
 @click.option("--admin-port", type=int, help="Health and metrics port (default 8113).")
 @click.option("--item-ttl", type=float, help="Seconds an item entry lives (default 300; 0 = until evicted).")
 @click.option("--query-ttl", type=float, help="Seconds a query/scan entry lives (default 300; 0 = no query cache).")
-@click.option("--cache-size", help="Memory for cached entries, e.g. 512MiB, 2GB (default 1GiB).")
+@click.option("--cache-size", metavar="SIZE",
+              help="Memory for cached entries: bytes or KiB/MiB/GiB/TiB, KB/MB/GB/TB, e.g. 512MiB, 2GB (default 1GiB).")
 @click.option("--consistent-window", type=float,
               help="Seconds after a write during which refills of that key use ConsistentRead (default 5).")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), help="Log level (default info).")
+@click.option("--log-format", type=click.Choice(LOG_FORMATS),
+              help="'text' lines (default) or 'json': one JSON object per line, for log shippers.")
 @click.option("--control-plane", type=click.Choice(["forward", "read-only"]),
               help="'read-only' refuses CreateTable/UpdateTable/DeleteTable and other mutating calls.")
 @click.option("--streams", type=click.Choice(["on", "off"]),
@@ -50,10 +110,11 @@ def main() -> None:
 @click.option("--upstream-max-attempts", type=int, help="Attempts per upstream call (default 3).")
 @click.option("--upstream-max-connections", type=int, help="Upstream connection pool size (default 64).")
 @click.option("--shutdown-grace", type=float, help="Seconds to finish in-flight requests on SIGTERM (default 10).")
-@click.option("--auth-keys", help="TOML file whose [keys] table maps access key ids to secrets; clients must "
-              "then sign with one of them (default: accept any key).")
-@click.option("--tls-cert", help="PEM certificate chain: also serve daxs:// and https:// (with --tls-key).")
-@click.option("--tls-key", help="PEM private key of --tls-cert.")
+@click.option("--auth-keys", metavar="FILE", help="TOML file whose [keys] table maps access key ids to secrets; "
+              "clients must then sign with one of them (default: accept any key).")
+@click.option("--tls-cert", metavar="FILE",
+              help="PEM certificate chain: also serve daxs:// and https:// (with --tls-key).")
+@click.option("--tls-key", metavar="FILE", help="PEM private key of --tls-cert.")
 @click.option("--dax-tls-port", type=int, help="DAX over TLS (daxs://) port (default 9111).")
 @click.option("--http-tls-port", type=int, help="DynamoDB JSON API over HTTPS port (default 9112).")
 @click.option("--attribute-lists-max", type=int,
@@ -73,7 +134,7 @@ def serve(config_file: Path | None, **flags: Any) -> None:
         settings = load(flags, os.environ, config_file)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     from daxd.node import run
 
     try:
@@ -87,19 +148,30 @@ def serve(config_file: Path | None, **flags: Any) -> None:
 
 @main.command()
 @click.argument("address")
-@click.option("--auth-keys", envvar="DAXD_AUTH_KEYS",
+@click.option("--auth-keys", envvar="DAXD_AUTH_KEYS", metavar="FILE",
               help="Key file of the cluster: the first key signs the connection.")
 @click.option("--region", default="us-east-1", show_default=True, help="Region of the signature's scope.")
 @click.option("--timeout", type=float, default=3.0, show_default=True, help="Seconds to wait for the node.")
 @click.option("--json", "as_json", is_flag=True, help="Print the node's answer as JSON.")
-def status(address: str, auth_keys: str | None, region: str, timeout: float, as_json: bool) -> None:
+@click.option("--watch", is_flag=True, help="Refresh the table in place until Ctrl-C.")
+@click.option("--interval", type=click.FloatRange(0.2), default=2.0, show_default=True,
+              help="Seconds between refreshes with --watch.")
+def status(address: str, auth_keys: str | None, region: str, timeout: float, as_json: bool, watch: bool,
+           interval: float) -> None:
     """Show the cluster as the node at ADDRESS (host:dax-port) sees it."""
-    from daxd.cluster.status import fetch_status, render_status
+    from daxd.cluster.status import fetch_status, render_status, watch_status
 
+    def fetch() -> dict[str, Any]:
+        try:
+            return fetch_status(address, auth_keys, region, timeout)
+        except ConfigError as exc:
+            raise click.UsageError(str(exc)) from None
+
+    if watch:
+        watch_status(fetch, interval)
+        return
     try:
-        view = fetch_status(address, auth_keys, region, timeout)
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+        view = fetch()
     except OSError as exc:
         click.echo(f"daxd status: {address}: {exc}", err=True)
         sys.exit(1)

@@ -14,12 +14,19 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from daxd.policy import TablePolicies
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
           "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+SIZE_UNITS = "bytes, KiB, MiB, GiB, TiB (binary) or KB, MB, GB, TB (decimal)"
+#: Below this ``--cache-size`` is surely a missing unit (``--cache-size 10``), not a wish.
+MIN_CACHE_SIZE = 1 << 20
 
 
 class ConfigError(ValueError):
@@ -32,7 +39,8 @@ def parse_size(text: str | int) -> int:
         return text
     match = _SIZE.match(str(text))
     if match is None:
-        raise ConfigError(f"cache_size: {text!r} is not a size (examples: 1048576, 512MiB, 2GB)")
+        raise ConfigError(f"cache_size: {text!r} is not a size: a number with one of the units {SIZE_UNITS} "
+                          "(examples: 1048576, 512MiB, 2GB)")
     return int(float(match.group(1)) * _UNITS[(match.group(2) or "").lower()])
 
 
@@ -52,6 +60,8 @@ class Settings:
     cache_size: int = 1 << 30
     consistent_window: float = 5.0
     log_level: str = "info"
+    #: "text" lines, or "json": one JSON object per line for log shippers.
+    log_format: str = "text"
     control_plane: str = "forward"
     #: Follow the DynamoDB Streams of cached tables (docs/streams.md); "off": TTL expiry only, as DAX.
     streams: str = "on"
@@ -78,6 +88,8 @@ class Settings:
     peers: str | None = None
     #: Seconds between health probes of each peer.
     health_interval: float = 1.0
+    #: Per-table cache policy, the file's ``[tables.NAME]`` sections (daxd.policy); file only, no flag or env.
+    tables: TablePolicies | None = None
 
     def __post_init__(self) -> None:
         for name in ("http_port", "dax_port", "admin_port", "dax_tls_port", "http_tls_port"):
@@ -92,8 +104,12 @@ class Settings:
             raise ConfigError("health_interval: must be between 0.05 and 60 seconds")
         if self.peers and self.dax_port == 0:
             raise ConfigError("dax_port: a node with peers needs a fixed DAX port (peers are named by it)")
-        if self.cache_size <= 0:
-            raise ConfigError("cache_size: must be > 0 bytes")
+        if self.cache_size < MIN_CACHE_SIZE:
+            raise ConfigError(f"cache_size: {self.cache_size} bytes is too small to cache anything useful "
+                              f"(minimum 1MiB; a bare number is bytes: did you mean {self.cache_size}MiB or "
+                              f"{self.cache_size}GiB?)")
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(f"log_format: {self.log_format!r} is not one of {', '.join(LOG_FORMATS)}")
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"log_level: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
         if self.streams not in ("on", "off"):
@@ -111,11 +127,16 @@ class Settings:
 
 
 _FIELDS = {f.name: f for f in fields(Settings)}
+#: Settings only the TOML file can give (structured: no flag, no environment variable).
+_FILE_ONLY = frozenset({"tables"})
 
 
 def _coerce(name: str, value: Any) -> Any:
     """Turn a string from the environment or a TOML value into the field's type."""
     kind = _FIELDS[name].type
+    if name == "tables":
+        from daxd.policy import parse_tables
+        return parse_tables(value)
     try:
         if name == "cache_size":
             return parse_size(value)
@@ -126,14 +147,17 @@ def _coerce(name: str, value: Any) -> Any:
         if kind == "float":
             return float(value)
         return None if value is None else str(value)
+    except ConfigError:
+        raise
     except (TypeError, ValueError):
-        raise ConfigError(f"{name}: {value!r} is not a valid {kind}") from None
+        expected = {"int": "a whole number", "float": "a number"}.get(str(kind), str(kind))
+        raise ConfigError(f"{name}: {value!r} is not {expected}") from None
 
 
 def env_settings(environ: Mapping[str, str]) -> dict[str, Any]:
     """The ``DAXD_*`` variables that name a setting."""
     found = {}
-    for name in _FIELDS:
+    for name in _FIELDS.keys() - _FILE_ONLY:
         value = environ.get("DAXD_" + name.upper())
         if value is not None and value != "":
             found[name] = value
@@ -144,7 +168,9 @@ def file_settings(path: Path | None) -> dict[str, Any]:
     """The settings in a TOML file (top level, or a ``[daxd]`` table).
 
     A ``[keys]`` table there (access key id -> secret) makes the file its own
-    ``auth_keys`` unless the file names another one.
+    ``auth_keys`` unless the file names another one (its ``[permissions]`` are
+    read with the keys, by daxd.auth). ``[tables.NAME]`` sections are the
+    per-table cache policy (daxd.policy).
     """
     if path is None:
         return {}
@@ -153,24 +179,46 @@ def file_settings(path: Path | None) -> dict[str, Any]:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"config file {path}: {exc}") from None
     data = document.get("daxd", document)
-    unknown = set(data) - set(_FIELDS) - {"keys"}
+    unknown = set(data) - set(_FIELDS) - {"keys", "permissions"}
     if unknown:
         raise ConfigError(f"config file {path}: unknown setting(s) {', '.join(sorted(unknown))}")
     found = {k: v for k, v in data.items() if k in _FIELDS}
+    if "tables" in found:
+        from daxd.policy import parse_tables
+        found["tables"] = parse_tables(found["tables"], f"config file {path}")
     if ("keys" in data or "keys" in document) and "auth_keys" not in found:
         found["auth_keys"] = str(path)
+    if ("permissions" in data or "permissions" in document) and found.get("auth_keys") != str(path):
+        raise ConfigError(f"config file {path}: [permissions] must be in the same file as the [keys] they restrict")
     return found
 
 
 def load(flags: Mapping[str, Any], environ: Mapping[str, str], path: Path | None) -> Settings:
     """Merge the sources: explicit flags win over env, env over the file, the file over defaults."""
     merged: dict[str, Any] = {}
-    for source in (file_settings(path), env_settings(environ), {k: v for k, v in flags.items() if v is not None}):
-        merged.update({name: _coerce(name, value) for name, value in source.items()})
+    origin: dict[str, str] = {}
+    sources = ((file_settings(path), lambda name: f"config file {path}, key {name}"),
+               (env_settings(environ), lambda name: f"DAXD_{name.upper()}"),
+               ({k: v for k, v in flags.items() if v is not None}, lambda name: "--" + name.replace("_", "-")))
+    for source, where in sources:
+        for name, value in source.items():
+            origin[name] = where(name)
+            try:
+                merged[name] = _coerce(name, value)
+            except ConfigError as exc:
+                raise _named(exc, origin) from None
     try:
         return Settings(**merged)
     except TypeError as exc:
         raise ConfigError(str(exc)) from None
+    except ConfigError as exc:
+        raise _named(exc, origin) from None
+
+
+def _named(exc: ConfigError, origin: Mapping[str, str]) -> ConfigError:
+    """The error with its setting named as the user gave it (``--cache-size``, ``DAXD_HTTP_PORT``, a file key)."""
+    name, colon, rest = str(exc).partition(": ")
+    return ConfigError(f"{origin[name]}: {rest}" if colon and name in origin else str(exc))
 
 
 def replace(settings: Settings, **changes: Any) -> Settings:

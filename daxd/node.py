@@ -7,8 +7,12 @@ cache, the codecs) is plain code; everything here opens sockets or threads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
+import math
+import os
+import platform
 import signal
 import socket
 import ssl
@@ -17,10 +21,11 @@ import time
 from typing import Any
 
 import botocore.session
+from prometheus_client import ProcessCollector
 
 from daxd import __version__
 from daxd.accelerator import Accelerator, CacheSettings
-from daxd.auth import DaxAuthenticator, http_authorizer, load_keys
+from daxd.auth import DaxAuthenticator, KeyRing, http_authorizer
 from daxd.cluster.membership import Address, Membership, PeerListError, find_self, parse_peers
 from daxd.cluster.node import Cluster, peer_credentials
 from daxd.cluster.streams import StreamCollector, StreamsUpstream, StreamTailer, streams_endpoint
@@ -33,14 +38,24 @@ from daxd.frontends.dax.attrs import AttributeListTable
 from daxd.frontends.dax.service import DaxService
 from daxd.frontends.http import DynamoDBApp, error_response
 from daxd.observability import Metrics
+from daxd.policy import TablePolicies
+from daxd.stats import Sampler
+from daxd.upstream import health as upstream_health
 from daxd.upstream.client import BotocoreCredentials, Upstream, aws_endpoint
 from daxd.upstream.sigv4 import Credentials
 
 log = logging.getLogger("daxd")
+#: Where the node listens and how it is configured: shown even with --log-level warning.
+startup_log = logging.getLogger("daxd.startup")
 
 #: Credentials used when the chain has none and the upstream is not AWS
 #: (DynamoDB Local and Alternator accept any key).
 LOCAL_FALLBACK_CREDENTIALS = Credentials("daxd", "daxd")
+#: Seconds between the dashboard's samples, and between probes of an idle upstream.
+SAMPLE_INTERVAL = 1.0
+UPSTREAM_PROBE_INTERVAL = 10.0
+#: Seconds the start-up probe of the upstream may hold the start-up.
+STARTUP_PROBE_CAP = 2.0
 
 
 def default_region(settings: Settings) -> str:
@@ -131,30 +146,66 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
+def upstream_label(settings: Settings, endpoint: str) -> str:
+    """How the upstream is named to people: the embedded backend's internal URL means nothing to them."""
+    if settings.upstream == "embedded":
+        return "embedded (in memory)"
+    return f"aws {endpoint}" if settings.upstream == "aws" else endpoint
+
+
+def effective_configuration(s: Settings, region: str, upstream: Upstream | None, tls: ssl.SSLContext | None) -> str:
+    """The settings that shape behaviour, on one line, as the node will use them."""
+    label = upstream.health.label if upstream is not None else s.upstream
+    ttl = "until evicted" if s.item_ttl == 0 else f"{s.item_ttl:g} s"
+    query_ttl = "off" if s.query_ttl == 0 else f"{s.query_ttl:g} s"
+    streams = "off (embedded)" if s.upstream == "embedded" else s.streams
+    return (f"upstream {label} (region {region}); cache {format_size(s.cache_size)}, item TTL {ttl}, "
+            f"query TTL {query_ttl}, consistent window {s.consistent_window:g} s; streams {streams}; "
+            f"auth {'on' if s.auth_keys else 'off'}; TLS {'on' if tls is not None else 'off'}; "
+            f"control plane {s.control_plane}; shutdown grace {s.shutdown_grace:g} s")
+
+
+def format_size(size: int) -> str:
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= factor:
+            return f"{size / factor:.4g} {unit}"
+    return f"{size} B"
+
+
 class Node:
     """One daxd node. ``start()`` binds every listener; ``stop()`` drains and closes them."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.region = default_region(settings)
+        self.started_at = time.time()
         self.metrics = Metrics()
+        ProcessCollector(registry=self.metrics.registry)
+        self.sample_interval = SAMPLE_INTERVAL
+        self.sampler = Sampler(self.metrics)
         self.accelerator = Accelerator(CacheSettings(
             item_ttl=settings.item_ttl, query_ttl=settings.query_ttl, cache_size=settings.cache_size,
             consistent_window=settings.consistent_window,
             read_only_control_plane=settings.control_plane == "read-only",
+            policies=settings.tables or TablePolicies(),
         ), metrics=self.metrics)
         self.embedded: EmbeddedBackend | None = None
         self.upstream: Upstream | None = None
         self.driver: AsyncDriver | None = None
         self.tailer: StreamTailer | None = None
         self.streams_upstream: StreamsUpstream | None = None
-        self.secrets = load_keys(settings.auth_keys) if settings.auth_keys else None
+        #: Keys and per-key permissions (None: no key file, any key is accepted and may do anything).
+        self.keyring = KeyRing(settings.auth_keys, self.metrics) if settings.auth_keys else None
+        self.secrets = self.keyring.secrets if self.keyring is not None else None
         self.tls = tls_context(settings)
         self.attr_lists = AttributeListTable(settings.attribute_lists_max)
         self.dax_state = dax_server.ListenerState(max_connections=settings.dax_max_connections,
                                                   idle_timeout=settings.dax_idle_timeout)
         self.metrics.registry.register(dax_server.DaxCollector(self.attr_lists, self.dax_state))
-        self.cluster = Cluster(membership_of(settings), self.accelerator, credentials=peer_credentials(self.secrets),
+        peer_keys = None  # peers sign with the first key without permission rules
+        if self.keyring is not None:
+            peer_keys = {k: v for k, v in self.keyring.secrets.items() if self.keyring.full_access(k)}
+        self.cluster = Cluster(membership_of(settings), self.accelerator, credentials=peer_credentials(peer_keys),
                                region=self.region, health_interval=settings.health_interval,
                                quiet=settings.consistent_window)
         self.http_port = 0
@@ -164,6 +215,7 @@ class Node:
         self.http_tls_port = 0
         self._servers: list[tuple[asyncio.Server, httpserver.ServerState]] = []
         self._dax_servers: list[asyncio.Server] = []
+        self._background: list[asyncio.Task[None]] = []
         self.stopped = asyncio.Event()
 
     def _make_upstream(self) -> Upstream:
@@ -194,9 +246,12 @@ class Node:
     async def start(self) -> None:
         s = self.settings
         self.upstream = self._make_upstream()
+        self.upstream.health.label = upstream_label(s, self.upstream.endpoint)
+        self._add_gauges()
+        await upstream_health.probe_at_start(self.upstream.health, self._probe_upstream, STARTUP_PROBE_CAP)
         self.driver = AsyncDriver(self.accelerator, self.upstream)
+        self.streams_upstream = self._make_streams_upstream()  # also serves the Streams API on the HTTP port
         if s.streams == "on" and s.upstream != "embedded":
-            self.streams_upstream = self._make_streams_upstream()
             clustered = self.cluster.membership.clustered
             self.tailer = StreamTailer(self.accelerator, self.streams_upstream,
                                        shard_filter=self.cluster.owns if clustered else None,
@@ -205,13 +260,14 @@ class Node:
             self.metrics.registry.register(StreamCollector(self.tailer.stats))
             self.tailer.start()
         authorizer = http_authorizer(self.secrets) if self.secrets is not None else None
-        api = DynamoDBApp(self.driver, self.metrics, authorizer)
+        api = DynamoDBApp(self.driver, self.metrics, authorizer, self.keyring,
+                          streams=self.streams_upstream.call_streams)
         self.http_port = await self._listen(api, s.http_port, error_response=error_response)
         self.admin_port = await self._listen(admin.AdminApp(self), s.admin_port)
         service = DaxService(self.driver, self.attr_lists,
                              authenticator=DaxAuthenticator(self.secrets) if self.secrets is not None else None,
                              hostname=advertised_hostname(s.host), availability_zone=f"{self.region}a",
-                             cluster=self.cluster, cluster_port=s.dax_port or None)
+                             cluster=self.cluster, cluster_port=s.dax_port or None, keyring=self.keyring)
         self.dax_port = await self._listen_dax(service, s.dax_port, None)
         service.cluster_port = self.dax_port
         self.cluster.start()
@@ -219,6 +275,46 @@ class Node:
             self.dax_tls_port = await self._listen_dax(service, s.dax_tls_port, self.tls)
             self.http_tls_port = await self._listen_tls_http(api, s.http_tls_port, self.tls)
         self._announce()
+        self._start_background()
+
+    def _add_gauges(self) -> None:
+        health, membership = self.upstream.health if self.upstream else None, self.cluster.membership
+
+        def upstream_up() -> float | None:
+            return None if health is None or health.up is None else float(health.up)
+
+        self.metrics.gauges.update({
+            "daxd_cache_capacity_bytes": ("Memory allowed for entries (--cache-size).",
+                                          lambda: self.settings.cache_size),
+            "daxd_upstream_up": ("1 while the upstream answers, 0 while it cannot be reached.", upstream_up),
+            "daxd_cluster_nodes": ("Nodes in --peers, this one included (1 without --peers).",
+                                   lambda: 1 + len(membership.peers)),
+            "daxd_cluster_nodes_healthy": ("Nodes this one sees as healthy, itself included.",
+                                           lambda: len(membership.healthy_names())),
+        })
+
+    def _start_background(self) -> None:
+        """The dashboard's sampler, and the upstream probe (at once, then whenever it is idle)."""
+        upstream = self.upstream
+        assert upstream is not None
+        loop = asyncio.get_running_loop()
+
+        async def sample_forever() -> None:
+            while True:
+                self.sampler.sample()
+                await asyncio.sleep(self.sample_interval)
+
+        def idle() -> float:
+            return math.inf if upstream.last_success is None else time.monotonic() - upstream.last_success
+
+        self._background = [
+            loop.create_task(sample_forever(), name="daxd-sampler"),
+            loop.create_task(upstream_health.watch(upstream.health, self._probe_upstream, UPSTREAM_PROBE_INTERVAL,
+                                                   idle), name="daxd-upstream-probe")]
+
+    async def _probe_upstream(self) -> None:
+        assert self.upstream is not None
+        await self.upstream.call("ListTables", b'{"Limit":1}')
 
     async def _listen(self, app: httpserver.Application, port: int, **kwargs: Any) -> int:
         state = httpserver.ServerState()
@@ -244,25 +340,26 @@ class Node:
     def _announce(self) -> None:
         s = self.settings
         host = s.host if ":" not in s.host else f"[{s.host}]"
-        lines = [f"daxd {__version__}: DynamoDB API on http://{host}:{self.http_port}",
-                 f"daxd: DAX protocol on dax://{host}:{self.dax_port}"]
+        lines = [f"daxd {__version__} (Python {platform.python_version()}): DynamoDB API on "
+                 f"http://{host}:{self.http_port}",
+                 f"DAX protocol on dax://{host}:{self.dax_port}"]
         membership = self.cluster.membership
         if membership.clustered:
-            lines.append(f"daxd: cluster node {membership.name} (id {membership.node_id}) advertised as "
+            lines.append(f"cluster node {membership.name} (id {membership.node_id}) advertised as "
                          f"{membership.me}; peers {', '.join(map(str, membership.peers))}")
         if self.tls is not None:
-            lines += [f"daxd: DAX over TLS on daxs://{host}:{self.dax_tls_port}",
-                      f"daxd: DynamoDB API over TLS on https://{host}:{self.http_tls_port}"]
-        if self.secrets is None:
-            lines.append("daxd: authentication off: any access key is accepted over DAX and HTTP "
-                         "(--auth-keys FILE requires SigV4 with its keys)")
-        else:
-            lines.append(f"daxd: authentication on: {len(self.secrets)} access key(s) from {s.auth_keys}")
-        # The admin line comes last among the listeners: tests/harness.py stops reading at it.
-        lines += [f"daxd: admin (health, readiness, metrics) on http://{host}:{self.admin_port}",
-                  f"daxd: upstream {self.upstream.endpoint if self.upstream else '?'} (region {self.region})"]
+            lines += [f"DAX over TLS on daxs://{host}:{self.dax_tls_port}",
+                      f"DynamoDB API over TLS on https://{host}:{self.http_tls_port}"]
+        if self.keyring is not None:
+            lines.append(f"authentication on: {self.keyring.describe()}")
+        lines.append(f"configuration: {effective_configuration(s, self.region, self.upstream, self.tls)}")
         for line in lines:
-            print(line, flush=True)
+            startup_log.info("%s", line)
+        if self.secrets is None:
+            log.warning("authentication off: any access key is accepted over DAX and HTTP "
+                        "(--auth-keys FILE requires SigV4 with its keys)")
+        # The admin line comes last among the listeners: tests/harness.py stops reading at it.
+        startup_log.info("admin (dashboard, health, readiness, metrics) on http://%s:%d/", host, self.admin_port)
         if self.embedded is not None:
             log.warning("upstream is the embedded backend: data lives in this process's memory only "
                         "and is lost when daxd stops (use --upstream URL|aws for real data)")
@@ -273,6 +370,13 @@ class Node:
         if self.secrets is None and not is_loopback(s.host):
             log.warning("listening on %s without --auth-keys: anyone who can reach these ports acts "
                         "with this node's AWS credentials", s.host)
+
+    def reload_keys(self) -> tuple[bool, str]:
+        """Re-read the key file (SIGHUP, ``POST /auth/reload``); open connections stay open."""
+        if self.keyring is None:
+            log.warning("no key file to reload: the node runs without --auth-keys")
+            return False, "the node runs without a key file (--auth-keys)"
+        return self.keyring.reload()
 
     async def ready(self) -> tuple[bool, str]:
         """Readiness: listeners up and the upstream answered recently (probing it if not)."""
@@ -289,13 +393,26 @@ class Node:
 
     async def stop(self) -> None:
         """Stop accepting, finish in-flight requests (bounded by shutdown_grace), close everything."""
-        log.info("stopping: closing listeners and draining in-flight requests")
         grace = self.settings.shutdown_grace
-        await lifecycle.shutdown(self._dax_servers, self.dax_state.connections, self.dax_state.tasks, grace)
+        log.info("stopping: closing listeners and draining in-flight requests (up to %g s; a second "
+                 "Ctrl-C exits at once)", grace)
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        finished, cut = await lifecycle.shutdown(self._dax_servers, self.dax_state.connections,
+                                                 self.dax_state.tasks, grace)
         self._dax_servers.clear()
         for server, state in self._servers:
-            await lifecycle.shutdown([server], state.connections, state.tasks, grace)
+            done, pending = await lifecycle.shutdown([server], state.connections, state.tasks, grace)
+            finished, cut = finished + done, cut + pending
         self._servers.clear()
+        if cut:
+            log.warning("drain: %d in-flight request(s) finished, %d cut off when the %g s grace ran out",
+                        finished, cut, grace)
+        else:
+            log.info("drain: %d in-flight request(s) finished, none cut off", finished)
         await self.cluster.stop()
         if self.tailer is not None:
             await self.tailer.stop()
@@ -314,12 +431,25 @@ async def serve(settings: Settings) -> None:
 
     The handlers go in before the node starts: a supervisor may signal as soon
     as the start-up lines appear, and that must still be a graceful stop.
+    SIGHUP re-reads the key file.
     """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+
+    def force_exit() -> None:
+        log.warning("second signal while draining: exiting now, in-flight requests are cut off")
+        logging.shutdown()
+        os._exit(130)
+
+    def first_signal() -> None:
+        stop.set()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, force_exit)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, first_signal)
     node = Node(settings)
+    loop.add_signal_handler(signal.SIGHUP, node.reload_keys)
     await node.start()
     await stop.wait()
     await node.stop()

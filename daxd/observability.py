@@ -14,14 +14,18 @@ in-process accelerator next to an application's own metrics never collide.
 from __future__ import annotations
 
 import bisect
+import datetime
 import logging
-from collections.abc import Iterator
+import platform
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import orjson
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from daxd import __version__
 from daxd.cache.store import Store
 
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -39,12 +43,12 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "daxd_error_request_count": ("Requests answered with a client error (4xx).", "operation"),
     "daxd_fault_request_count": ("Requests answered with a server error (5xx).", "operation"),
     "daxd_throttled_request_count": ("Requests throttled by DynamoDB.", "operation"),
+    "daxd_access_denied": ("Requests refused by the access key's permissions (AccessDeniedException).", "key"),
 }
 HISTOGRAMS: dict[str, str] = {
     "daxd_request_latency_seconds": "Time to answer a request, by operation.",
     "daxd_upstream_latency_seconds": "Time of one upstream call, by operation.",
 }
-_THROTTLING = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"})
 
 
 class Histogram:
@@ -81,6 +85,9 @@ class Metrics:
         self.counts: dict[str, dict[str, float]] = {name: {} for name in COUNTERS}
         self.histograms: dict[str, dict[str, Histogram]] = {name: {} for name in HISTOGRAMS}
         self.stores: list[Store[Any, Any]] = []
+        #: Gauges read when scraped: name -> (help, reader); a reader answering None omits the sample.
+        #: A node adds ``daxd_cache_capacity_bytes``, ``daxd_upstream_up``, ``daxd_cluster_nodes``...
+        self.gauges: dict[str, tuple[str, Callable[[], float | None]]] = {}
         self.registry.register(_Collector(self))
         self._item_hits = self.counts["daxd_item_cache_hits"]
         self._item_misses = self.counts["daxd_item_cache_misses"]
@@ -116,10 +123,14 @@ class Metrics:
         self._inc("daxd_total_request_count", operation)
         self._observe("daxd_request_latency_seconds", operation, seconds)
         if error is not None:
-            if getattr(error, "code", "") in _THROTTLING:
+            if getattr(error, "throttling", False):
                 self._inc("daxd_throttled_request_count", operation)
             fault = getattr(error, "status", 500) >= 500
             self._inc("daxd_fault_request_count" if fault else "daxd_error_request_count", operation)
+
+    def access_denied(self, key: str) -> None:
+        """One request refused by per-key permissions (the label set is bounded by the key file)."""
+        self._inc("daxd_access_denied", key)
 
     def upstream(self, operation: str, seconds: float) -> None:
         self._observe("daxd_upstream_latency_seconds", operation, seconds)
@@ -161,8 +172,38 @@ class _Collector(Collector):
                                 value=sum(len(s) for s in m.stores))
         yield CounterMetricFamily("daxd_evicted_size_bytes", "Bytes evicted to stay under --cache-size.",
                                   value=sum(s.evicted_bytes for s in m.stores))
+        for name, (help_text, read) in list(m.gauges.items()):
+            reading = read()
+            if reading is not None:
+                yield GaugeMetricFamily(name, help_text, value=reading)
+        info = GaugeMetricFamily("daxd_build_info", "daxd's version and the Python running it (always 1).",
+                                 labels=["version", "python"])
+        info.add_metric([__version__, platform.python_version()], 1)
+        yield info
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper()),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+LOG_FORMATS = ("text", "json")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log shippers: time (UTC, ISO 8601), level, logger, message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry).decode()
+
+
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """Log to stderr, as text lines or (``json``) one JSON object per line."""
+    handler = logging.StreamHandler()
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler], force=True)
+    # Where the node listens is printed whatever the level (scripts and supervisors read it).
+    logging.getLogger("daxd.startup").setLevel(logging.INFO)

@@ -33,9 +33,11 @@ class CachedItem:
 
 class ItemCache:
     def __init__(self, store: Store[tuple[Any, ...], Any], *, ttl: float, flushes: Generations,
-                 timer: Callable[[], float]) -> None:
+                 timer: Callable[[], float], ttl_of: Callable[[str], float] | None = None) -> None:
         self.store = store
         self.ttl = ttl
+        #: A table's own TTL (the Accelerator's per-table policy); None: ``ttl`` for every table.
+        self.ttl_of = ttl_of
         self.flushes = flushes
         self.timer = timer
         self.keys = Generations()
@@ -96,4 +98,5 @@ class ItemCache:
             item = compact(item)
         size = len(key) + len(projection) + (len(item) if item is not None else 0)
         store_key = ("i", table, key, projection)
-        return self.store.put(store_key, CachedItem(item, store_key), size, self.ttl)
+        ttl = self.ttl if self.ttl_of is None else self.ttl_of(table)
+        return self.store.put(store_key, CachedItem(item, store_key), size, ttl)

@@ -37,9 +37,11 @@ class CachedPage:
 
 class QueryCache:
     def __init__(self, store: Store[tuple[Any, ...], Any], *, ttl: float, flushes: Generations,
-                 timer: Callable[[], float]) -> None:
+                 timer: Callable[[], float], ttl_of: Callable[[str], float] | None = None) -> None:
         self.store = store
         self.ttl = ttl
+        #: A table's own TTL (the Accelerator's per-table policy); None: ``ttl`` for every table.
+        self.ttl_of = ttl_of
         self.flushes = flushes
         self.timer = timer
         self.partitions = Generations()
@@ -67,7 +69,8 @@ class QueryCache:
         if token != self.token(table, partition):
             return False
         request, page = compact(request), CachedPage(compact(body), token)
-        return self.store.put(("q", table, request), page, len(request) + len(body), self.ttl)
+        ttl = self.ttl if self.ttl_of is None else self.ttl_of(table)
+        return self.store.put(("q", table, request), page, len(request) + len(body), ttl)
 
     def invalidate(self, table: str, partition: bytes | None) -> None:
         """A write to ``partition`` of ``table`` (None: unknown, the whole table)."""

@@ -222,13 +222,15 @@ class Cluster:
         status = self.summary()
         if body.get("view") is True:
             status["nodes"] = self.membership.view()
+            status["table_policies"] = self.accelerator.policies_view()
         return status
 
     def _flush_if_asked(self, body: Mapping[str, Any]) -> None:
         if body.get("flush") is True:
             self.received["flush"] += 1
-            log.warning("cluster: a peer missed sending us invalidations: flushing the cache")
-            self.accelerator.flush()
+            flushed = self.accelerator.flush()
+            log.warning("cluster: a peer could not send us some invalidations, so it asked for a flush: "
+                        "%d cached entries dropped", flushed)
 
     def _on_invalidate(self, body: Mapping[str, Any]) -> int:
         changes = [Change.from_wire(raw) for raw in _items(body)]
@@ -277,9 +279,10 @@ class Cluster:
     def _streams(self) -> dict[str, dict[str, Any]]:
         stats = self.tailer.stats if self.tailer is not None else None
         tables = set(self.stream_lag) | (set(stats.status) if stats is not None else set())
+        lags = {**(stats.last_lag if stats is not None else {}), **self.stream_lag}
         return {t: {"status": stats.status.get(t, "-") if stats is not None else "off",
                     "readers": stats.readers.get(t, 0) if stats is not None else 0,
-                    "lag": round(self.stream_lag[t], 3) if t in self.stream_lag else None}
+                    "lag": round(lags[t], 3) if t in lags else None}
                 for t in sorted(tables)}
 
     def view(self) -> dict[str, Any]:

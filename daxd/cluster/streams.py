@@ -204,6 +204,8 @@ class StreamStats:
     status: dict[str, str] = field(default_factory=dict)
     #: table -> shard readers holding an iterator
     readers: dict[str, int] = field(default_factory=dict)
+    #: table -> the lag of the last record applied (seconds), for the dashboard and ``daxd status``.
+    last_lag: dict[str, float] = field(default_factory=dict)
 
     def count(self, counts: dict[tuple[str, str], int], table: str, label: str) -> None:
         counts[(table, label)] = counts.get((table, label), 0) + 1
@@ -213,6 +215,7 @@ class StreamStats:
         if lag is None:
             lag = self.lag[table] = Histogram(LAG_BUCKETS)
         lag.observe(max(0.0, seconds))
+        self.last_lag[table] = max(0.0, seconds)
 
 
 class StreamCollector(Collector):
@@ -445,9 +448,13 @@ class StreamTailer:
 
     def _describe_failed(self, table: str, state: _Table, exc: DaxdError) -> None:
         if exc.code == "ResourceNotFoundException":
-            log.info("table %s no longer exists: flushing it and no longer following it", table)
             with self.guard:
-                self.accelerator.flush(table)
+                flushed = self.accelerator.flush(table)
+            if state.described:
+                log.info("table %s no longer exists: %d cached entries flushed; no longer following its stream",
+                         table, flushed)
+            else:  # a read of a table that never existed (a typo): nothing to say above debug
+                log.debug("table %s does not exist upstream: not following it", table)
             self._tables.pop(table, None)
             self.stats.status.pop(table, None)
             return

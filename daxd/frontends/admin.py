@@ -1,26 +1,32 @@
-"""The admin endpoint: liveness, readiness, cache flush and Prometheus metrics.
+"""The admin endpoint: the live page, liveness, readiness, cache flush and Prometheus metrics.
 
+``GET /``             the live dashboard (:mod:`daxd.frontends.dashboard`); it polls ``/stats.json``
 ``GET /health``       200 while the process serves
 ``GET /ready``        200 when the listeners are up and the upstream answers, else 503 + a JSON reason
 ``POST /cache/flush`` drop every entry, or one table's with ``?table=NAME``
 ``GET /metrics``      Prometheus text format
 ``GET /cluster``      JSON: this node's figures, every peer's health and role, stream lag per table
+``GET /tables``       JSON: each table's effective cache policy (defaults, ``[tables.X]`` sections, known tables)
+``POST /auth/reload`` re-read the key file (as SIGHUP does); a file that does not parse keeps the old one (409)
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
+from daxd.frontends.dashboard import ASSETS, Dashboard, asset
 from daxd.frontends.httpserver import HttpRequest, HttpResponse
 
 if TYPE_CHECKING:
     from daxd.node import Node
 
 _JSON = b"application/json"
+log = logging.getLogger("daxd.admin")
 
 
 def _json(status: int, value: object) -> HttpResponse:
@@ -30,6 +36,7 @@ def _json(status: int, value: object) -> HttpResponse:
 class AdminApp:
     def __init__(self, node: Node) -> None:
         self.node = node
+        self.dashboard = Dashboard(node)
 
     def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
         url = urlsplit(request.path)
@@ -42,9 +49,22 @@ class AdminApp:
             return HttpResponse(200, self.node.metrics.render(), content_type=b"text/plain; version=0.0.4")
         if route == ("GET", "/cluster"):
             return _json(200, self.node.cluster.view())
+        if route == ("GET", "/tables"):
+            return _json(200, self.node.accelerator.policies_view())
+        if route == ("POST", "/auth/reload"):
+            reloaded, message = self.node.reload_keys()
+            return _json(200 if reloaded else 409, {"reloaded": reloaded, "message": message})
         if route == ("POST", "/cache/flush"):
             table = parse_qs(url.query).get("table", [None])[0]
-            return _json(200, {"flushed": self.node.accelerator.flush(table), "table": table})
+            flushed = self.node.accelerator.flush(table)
+            log.info("cache flush asked on the admin port (user agent %s): %d entries dropped, %s",
+                     request.headers.get("user-agent", "unknown"), flushed, f"table {table}" if table else "all tables")
+            return _json(200, {"flushed": flushed, "table": table})
+        if request.method == "GET" and (url.path == "/" or url.path[1:] in ASSETS):
+            name = url.path[1:] or "dashboard.html"
+            return HttpResponse(200, asset(name) or b"", content_type=ASSETS[name])
+        if route == ("GET", "/stats.json"):
+            return _json(200, self.dashboard.document())
         return _json(404, {"error": f"no such admin route: {request.method} {url.path}"})
 
     async def _ready(self) -> HttpResponse:

@@ -1,10 +1,17 @@
 """The DynamoDB JSON API front end (``X-Amz-Target: DynamoDB_20120810.<Operation>``).
 
 Translates HTTP requests into operations for the Accelerator and results back
-into DynamoDB's exact response shape. It holds no cache policy. Bad input is
+into DynamoDB's exact response shape. It holds no cache policy. The DynamoDB
+Streams API (``DynamoDBStreams_20120810.<Operation>``) is forwarded untouched
+to the upstream's Streams endpoint, so an application may point every
+DynamoDB client at daxd (as DynamoDB Local allows). Bad input is
 answered as DynamoDB answers it (400 ``SerializationException`` for bad JSON,
 400 ``UnknownOperationException`` for a missing or foreign target, 413 for an
 oversized body), never with a traceback.
+
+With a key file, each request is authenticated (the authorizer returns the
+signing key) and then checked against the key's permissions
+(:meth:`daxd.auth.KeyRing.check`) before the cache is consulted.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from daxd.accelerator import ItemRef, Plan, item_body
 from daxd.cache.item_cache import CachedItem
@@ -23,25 +30,36 @@ from daxd.messages import Response, parse_body
 from daxd.model.errors import DaxdError, InternalServerError, RequestTooLarge, UnknownOperationException
 from daxd.observability import Metrics
 
+if TYPE_CHECKING:
+    from daxd.auth import KeyRing
+
 log = logging.getLogger("daxd.http")
 
 TARGET_PREFIX = b"DynamoDB_20120810."
+STREAMS_TARGET_PREFIX = b"DynamoDBStreams_20120810."
 #: GetItem request bodies remembered with their cache location (~200 B each: ~3 MiB when full).
 ITEM_REFS_MAX = 16_384
 _JSON_TYPES = frozenset({b"", b"application/x-amz-json-1.0", b"application/x-amz-json-1.1", b"application/json"})
 
-#: Checks a request's identity (SigV4); raises a DaxdError to refuse it. None: accept all.
-Authorizer = Callable[[HttpRequest], None]
+#: Checks a request's identity (SigV4): returns the access key id, raises a DaxdError to refuse it.
+Authorizer = Callable[[HttpRequest], str]
+#: Sends a DynamoDB Streams call (operation, body) upstream: its 2xx body, or raises the
+#: upstream's DaxdError (raw body kept): :meth:`daxd.cluster.streams.StreamsUpstream.call_streams`.
+StreamsForwarder = Callable[[str, bytes], Awaitable[bytes]]
 
 
 class DynamoDBApp:
     """An HTTP application answering DynamoDB API calls through the Accelerator."""
 
-    def __init__(self, driver: AsyncDriver, metrics: Metrics, authorizer: Authorizer | None = None) -> None:
+    def __init__(self, driver: AsyncDriver, metrics: Metrics, authorizer: Authorizer | None = None,
+                 keyring: KeyRing | None = None, streams: StreamsForwarder | None = None) -> None:
         self.driver = driver
+        self.streams = streams
         self.accelerator = driver.accelerator
         self.metrics = metrics
         self.authorizer = authorizer
+        #: Per-key permissions (None: no key file, every request may do anything).
+        self.keyring = keyring
         self._ids = itertools.count(1)
         self._item_refs: dict[bytes, ItemRef] = {}
 
@@ -50,15 +68,21 @@ class DynamoDBApp:
         operation = "Unknown"
         try:
             operation = self._operation(request)
-            if self.authorizer is not None:
-                self.authorizer(request)
+            key = self.authorizer(request) if self.authorizer is not None else None
+            data = None
+            if self.keyring is not None and not self.keyring.full_access(key):
+                data = parse_body(request.body)
+                self.keyring.check(key, operation, data)
+            if operation.startswith("Streams."):
+                return self._streams(operation, request.body, started)
             if operation == "GetItem":  # the hot path: a hit needs no plan, a miss reuses the lookup's key
                 found = self._get_item(request.body)
                 if isinstance(found, CachedItem):
                     return self._ok(Response(body=item_body(found.item)), operation, started)
                 outcome = self.driver.start(found)
             else:
-                outcome = self.driver.begin(operation, parse_body(request.body), request.body)
+                outcome = self.driver.begin(operation, parse_body(request.body) if data is None else data,
+                                            request.body)
         except DaxdError as exc:
             return self._error(exc, operation, started)
         if isinstance(outcome, Response):
@@ -74,6 +98,15 @@ class DynamoDBApp:
         except Exception:
             log.exception("internal error answering %s", operation)
             return self._error(InternalServerError("Internal server error"), operation, started)
+
+    async def _streams(self, operation: str, body: bytes, started: float) -> HttpResponse:
+        """A DynamoDB Streams call, forwarded as it came; the upstream's answer (or error body) as it came."""
+        assert self.streams is not None
+        try:
+            reply = await self.streams(operation.removeprefix("Streams."), body)
+        except DaxdError as exc:
+            return self._error(exc, operation, started)
+        return self._ok(Response(body=reply), operation, started)
 
     def _get_item(self, body: bytes) -> CachedItem | Plan:
         """A GetItem's cached entry or plan; the request bytes of cacheable reads are remembered.
@@ -99,9 +132,13 @@ class DynamoDBApp:
         content_type = request.raw_headers.get(b"content-type", b"")
         if content_type not in _JSON_TYPES:
             content_type = content_type.partition(b";")[0].strip().lower()
-        if request.method != "POST" or not target.startswith(TARGET_PREFIX) or content_type not in _JSON_TYPES:
+        if request.method != "POST" or content_type not in _JSON_TYPES:
             raise UnknownOperationException("")
-        return target[len(TARGET_PREFIX):].decode("ascii", "replace")
+        if target.startswith(TARGET_PREFIX):
+            return target[len(TARGET_PREFIX):].decode("ascii", "replace")
+        if target.startswith(STREAMS_TARGET_PREFIX) and self.streams is not None:
+            return "Streams." + target[len(STREAMS_TARGET_PREFIX):].decode("ascii", "replace")
+        raise UnknownOperationException("")
 
     def _ok(self, response: Response, operation: str, started: float) -> HttpResponse:
         self.metrics.request(operation, time.perf_counter() - started)

@@ -7,7 +7,7 @@ leaves the process. docs/inprocess.md has the contract.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -17,12 +17,14 @@ from daxd.config import parse_size
 from daxd.inprocess.client import AcceleratedClient
 from daxd.inprocess.driver import ThreadedDriver
 from daxd.observability import Metrics
+from daxd.policy import TablePolicies, parse_tables
 
 __all__ = ["AcceleratedClient", "accelerate"]
 
 
 def accelerate(target: Any, *, item_ttl: float = 300.0, query_ttl: float = 300.0,
-               cache_size: int | str = 1 << 30, tables: Iterable[str] | None = None,
+               cache_size: int | str = 1 << 30,
+               tables: Iterable[str] | Mapping[str, Mapping[str, Any]] | None = None,
                consistent_window: float = 5.0, streams: bool = False, streams_client: Any = None,
                registry: CollectorRegistry | None = None, timer: Any = None) -> Any:
     """Wrap a boto3 DynamoDB client or resource with an in-process cache.
@@ -32,7 +34,11 @@ def accelerate(target: Any, *, item_ttl: float = 300.0, query_ttl: float = 300.0
         item_ttl: seconds a GetItem/BatchGetItem entry lives (``--item-ttl``).
         query_ttl: seconds a Query/Scan page lives; 0 turns the query cache off (``--query-ttl``).
         cache_size: bytes of cache, or a size such as ``"512MiB"`` (``--cache-size``).
-        tables: cache only these tables (default: all); the others pass straight through.
+        tables: either the names of the only tables to cache (the others pass straight through), or
+            a per-table policy like the ``[tables]`` sections of ``daxd serve --config``:
+            ``{"Balances": {"cache": False}, "Music": {"item_ttl": 3600}, "Events*": {"query_cache": False}}``
+            (keys ``cache``, ``item_ttl``, ``query_ttl``, ``query_cache``; unmatched tables use the
+            arguments above). Default: every table, with the arguments above.
         consistent_window: seconds after a write during which refills use ConsistentRead.
         streams: tail each cached table's DynamoDB Stream so writes made elsewhere reach the cache
             (a background thread; stopped by ``close()``).
@@ -46,11 +52,16 @@ def accelerate(target: Any, *, item_ttl: float = 300.0, query_ttl: float = 300.0
 
     Raises:
         TypeError: ``target`` is not a boto3 DynamoDB client or resource.
-        ValueError: a setting is out of range.
+        ValueError: a setting is out of range (a bad ``tables`` policy: daxd.config.ConfigError,
+            a ValueError naming the table).
     """
+    only, policies = None, TablePolicies()
+    if isinstance(tables, Mapping):
+        policies = parse_tables(tables, "daxd.accelerate(tables=...)")
+    elif tables is not None:
+        only = frozenset(tables)
     settings = CacheSettings(item_ttl=item_ttl, query_ttl=query_ttl, cache_size=parse_size(cache_size),
-                             consistent_window=consistent_window,
-                             tables=None if tables is None else frozenset(tables))
+                             consistent_window=consistent_window, tables=only, policies=policies)
     extra = {} if timer is None else {"timer": timer}
     driver = ThreadedDriver(Accelerator(settings, metrics=Metrics(registry), **extra))
     accelerated = _wrap(target, driver)

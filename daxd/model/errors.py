@@ -25,6 +25,11 @@ from. The tree is split by whose fault it is::
         ├── ServiceUnavailable        upstream unreachable or timed out
         └── (any 5xx code the upstream returned)
 
+Each class that declares a ``code`` registers itself in :data:`ERROR_CLASSES`
+(a duplicate code fails the import), so a new class cannot be forgotten by
+:func:`from_code`. Whether an error is retried (``retryable``: throttling or
+5xx) is decided here and nowhere else.
+
 Errors from the upstream keep their original body (``raw``), so the HTTP front
 can pass DynamoDB's answer through byte for byte (``CancellationReasons``,
 ``Item`` on condition failure, and fields we do not know about).
@@ -40,13 +45,35 @@ import orjson
 DYNAMODB_ERROR_PREFIX = "com.amazonaws.dynamodb.v20120810#"
 
 
+#: DynamoDB error code -> the class raised for it. Filled by :meth:`DaxdError.__init_subclass__`:
+#: every concrete class (one that declares its own ``code``) registers itself, once.
+ERROR_CLASSES: dict[str, type[DaxdError]] = {}
+
+
 class DaxdError(Exception):
-    """Root of every error daxd raises on purpose."""
+    """Root of every error daxd raises on purpose.
+
+    A subclass that declares its own ``code`` is the class for that DynamoDB
+    error code (:func:`from_code` finds it); a second class declaring the same
+    code is a programming error, refused when the module is imported. Bases
+    that only group others (``ClientError``, ``ServerError``) pass
+    ``register=False``.
+    """
 
     code: ClassVar[str] = "InternalServerError"
     status: ClassVar[int] = 500
-    #: Whether the DynamoDB SDKs retry this error (throttling, 5xx).
-    retryable: ClassVar[bool] = False
+    #: DynamoDB refused the call for throughput (the SDKs retry it; metrics count it apart).
+    throttling: ClassVar[bool] = False
+
+    def __init_subclass__(cls, *, register: bool = True, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not register or "code" not in cls.__dict__:
+            return
+        taken = ERROR_CLASSES.get(cls.code)
+        if taken is not None:
+            raise TypeError(f"error code {cls.code!r} is declared by both {taken.__qualname__} "
+                            f"and {cls.__qualname__}")
+        ERROR_CLASSES[cls.code] = cls
 
     def __init__(self, message: str = "", *, raw: bytes | None = None, code: str | None = None,
                  status: int | None = None) -> None:
@@ -76,11 +103,17 @@ class DaxdError(Exception):
             return self.raw
         return orjson.dumps({"__type": DYNAMODB_ERROR_PREFIX + self.code, "message": self.message})
 
+    @property
+    def retryable(self) -> bool:
+        """Whether the AWS SDKs retry this error: throttling, or any 5xx (an unknown code
+        the upstream sent keeps its status). The one definition the upstream client uses."""
+        return self.throttling or self.status >= 500
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.code}: {self.message!r})"
 
 
-class ClientError(DaxdError):
+class ClientError(DaxdError, register=False):
     code = "ValidationException"
     status = 400
 
@@ -123,17 +156,17 @@ class ItemCollectionSizeLimitExceededException(ClientError):
 
 class ProvisionedThroughputExceededException(ClientError):
     code = "ProvisionedThroughputExceededException"
-    retryable = True
+    throttling = True
 
 
 class ThrottlingException(ClientError):
     code = "ThrottlingException"
-    retryable = True
+    throttling = True
 
 
 class RequestLimitExceeded(ClientError):
     code = "RequestLimitExceeded"
-    retryable = True
+    throttling = True
 
 
 class AccessDeniedException(ClientError):
@@ -162,17 +195,16 @@ class RequestTooLarge(ClientError):
     status = 413
 
 
-class ProtocolError(DaxdError):
+class ProtocolError(DaxdError, register=False):
     """The peer's bytes cannot be understood (malformed frame, wrong CBOR type...)."""
 
     code = "ProtocolError"
     status = 400
 
 
-class ServerError(DaxdError):
+class ServerError(DaxdError, register=False):
     code = "InternalServerError"
     status = 500
-    retryable = True
 
 
 class InternalServerError(ServerError):
@@ -184,20 +216,6 @@ class ServiceUnavailable(ServerError):
 
     code = "ServiceUnavailable"
     status = 503
-
-
-_CLASSES: tuple[type[DaxdError], ...] = (
-    ValidationException, SerializationException, UnknownOperationException,
-    ResourceNotFoundException, ResourceInUseException, ConditionalCheckFailedException,
-    TransactionCanceledException, TransactionConflictException,
-    ItemCollectionSizeLimitExceededException, ProvisionedThroughputExceededException,
-    ThrottlingException, RequestLimitExceeded, AccessDeniedException,
-    UnrecognizedClientException, InvalidSignatureException,
-    MissingAuthenticationTokenException, RequestTooLarge,
-    InternalServerError, ServiceUnavailable,
-)
-#: DynamoDB error code -> class. Unknown codes fall back by status (see :func:`from_code`).
-ERROR_CLASSES: dict[str, type[DaxdError]] = {cls.code: cls for cls in _CLASSES}
 
 
 def from_code(code: str, message: str = "", *, status: int = 400, raw: bytes | None = None) -> DaxdError:

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from daxd.model.errors import ValidationException
-from daxd.model.values import Item, is_plain_integer, normalize_item, normalize_value
+from daxd.model.values import Item, is_plain_integer, normalize_item, normalize_value, wrong_type
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +82,15 @@ def canonical_key(key: Any) -> bytes:
     """The bytes that identify a key: numbers normalized, attribute names sorted.
 
     Raises:
-        ValidationException: the key is not a map of AttributeValues.
+        SerializationException: the key is not a JSON object, or a value is malformed.
+        ValidationException: the key is missing or empty, or a value is invalid.
     """
-    if not isinstance(key, dict) or not key:
-        raise ValidationException("The provided key element does not match the schema")
+    if not isinstance(key, dict):
+        if key is None:
+            raise ValidationException("The provided key element does not match the schema")
+        raise wrong_type(key, "Key")
+    if not key:
+        raise ValidationException("The number of conditions on the keys is invalid")
     if not all(_is_canonical(value) for value in key.values()):
         key = normalize_item(key)
     return compact(orjson.dumps(key, option=orjson.OPT_SORT_KEYS))
@@ -119,6 +124,25 @@ def key_of(item: Item, schema: KeySchema) -> Item:
         raise ValidationException(
             "One or more parameter values were invalid: Missing the key "
             f"{schema.hash_key} in the item") from None
+
+
+def check_key(key: Any, schema: KeySchema) -> None:
+    """Refuse a key whose attributes or types are not the table's, as DynamoDB does (whatever the backend).
+
+    Raises:
+        ValidationException: ``Type mismatch for key ...`` for a wrong type; DynamoDB's schema
+            message for missing or extra attributes.
+    """
+    if not isinstance(key, dict) or set(key) != set(schema.names):
+        raise ValidationException("The provided key element does not match the schema")
+    for name, expected in ((schema.hash_key, schema.hash_type), (schema.range_key, schema.range_type)):
+        if name is None:
+            continue
+        value = key[name]
+        actual = next(iter(value)) if isinstance(value, dict) and len(value) == 1 else None
+        if actual != expected:
+            raise ValidationException(f"One or more parameter values were invalid: Type mismatch for key {name} "
+                                      f"expected: {expected} actual: {actual}")
 
 
 def partition_of(key: Item, schema: KeySchema) -> bytes:

@@ -28,14 +28,12 @@ import botocore.exceptions
 import botocore.session
 
 from daxd.model.errors import DaxdError, InternalServerError, ServiceUnavailable, from_upstream
+from daxd.upstream.health import UpstreamHealth
 from daxd.upstream.http11 import ConnectionPool, HTTPResponse
 from daxd.upstream.sigv4 import Credentials, Signer
 
 TARGET_PREFIX = "DynamoDB_20120810."
 CONTENT_TYPE = "application/x-amz-json-1.0"
-#: Error codes the AWS SDKs retry besides 5xx (botocore's ``_retry.json`` "throttling").
-RETRYABLE_CODES = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException",
-                             "RequestLimitExceeded"})
 
 
 class CredentialSource(Protocol):
@@ -170,6 +168,8 @@ class Upstream:
         self.observe = observe
         #: ``monotonic()`` when the upstream last answered (any status); for readiness.
         self.last_success: float | None = None
+        #: Up/down state, its transitions logged once each.
+        self.health = UpstreamHealth(endpoint, monotonic=monotonic)
 
     @classmethod
     def for_aws(cls, region: str, profile: str | None = None, **kw: Any) -> Upstream:
@@ -265,25 +265,23 @@ class Upstream:
             if not isinstance(failure, _Unreachable):
                 raise failure from outcome
             if attempt == self.max_attempts:
+                self.health.failed(str(failure))
                 raise self._unavailable(failure) from outcome
             return None
         self.last_success = self._monotonic()
+        self.health.succeeded()
         if self.observe is not None:
             self.observe(operation, self.last_success - started)
         if not errors_too or 200 <= outcome.status < 300:
             return outcome
         error = from_upstream(outcome.status, outcome.body)
-        if attempt == self.max_attempts or not self._retryable(error):
+        if attempt == self.max_attempts or not error.retryable:
             raise error
         return None
 
     async def close(self) -> None:
         """Close pooled connections."""
         await self._pool.close()
-
-    @staticmethod
-    def _retryable(error: DaxdError) -> bool:
-        return error.status >= 500 or error.code in RETRYABLE_CODES
 
     def _unavailable(self, exc: _Unreachable) -> ServiceUnavailable:
         return ServiceUnavailable(f"DynamoDB endpoint {self.endpoint} unavailable after "

@@ -9,7 +9,7 @@ from botocore.exceptions import ParamValidationError
 from prometheus_client import CollectorRegistry
 
 import daxd
-from tests.harness import client
+from tests.harness import client, create_table
 from tests.inprocess.conftest import canon, key
 
 
@@ -128,3 +128,18 @@ def test_responses_equal_boto3s_field_for_field(api: Any, ddb: Any, table: str) 
     api.put_item(TableName=table, Item=item)
     for _ in range(2):
         assert canon(api.get_item(TableName=table, Key=key("eq"))) == canon(ddb.get_item(TableName=table, Key=key("eq")))
+
+
+def test_per_table_policy_mapping(accelerate: Any, ddb: Any) -> None:
+    """``tables=`` takes the ``[tables]`` sections of ``--config`` as a mapping: one table never cached."""
+    never, cached = create_table(ddb), create_table(ddb)
+    api = accelerate(tables={never: {"cache": False}, "unused*": {"query_cache": False, "item_ttl": 5}})
+    item = {"pk": {"S": "p"}, "sk": {"N": "1"}}
+    for table in (never, cached):
+        api.put_item(TableName=table, Item={**item, "v": {"S": "old"}})
+        api.get_item(TableName=table, Key=item)
+        ddb.put_item(TableName=table, Item={**item, "v": {"S": "new"}})  # around the cache
+    assert api.get_item(TableName=never, Key=item)["Item"]["v"] == {"S": "new"}
+    assert api.get_item(TableName=cached, Key=item)["Item"]["v"] == {"S": "old"}
+    with pytest.raises(ValueError, match=r"\[tables.never\]: cache must be true or false"):
+        daxd.accelerate(ddb, tables={"never": {"cache": "no"}})

@@ -248,6 +248,50 @@ def test_consumed_capacity_on_a_hit_is_zero(acc: Accelerator) -> None:
     assert hit == {"Item": KEY, "ConsumedCapacity": {"TableName": TABLE, "CapacityUnits": 0.0}}
 
 
+def test_one_cacheability_rule_capacity_requests_are_hits_answered_by_the_plan(acc: Accelerator) -> None:
+    up = Upstream()
+    up.answer("GetItem", {"Item": KEY})
+    run(acc, up, "GetItem", Key=KEY)
+    asking = {"TableName": TABLE, "Key": KEY, "ReturnConsumedCapacity": "INDEXES"}
+    assert acc.answers_from_cache(TABLE, asking) and not acc.answers_from_cache(TABLE, {"ConsistentRead": True})
+    assert acc.item_ref(asking) is None  # the bare entry is not the answer: the plan adds the capacity
+    hit = run(acc, up, "GetItem", Key=KEY, ReturnConsumedCapacity="INDEXES")
+    assert hit["ConsumedCapacity"] == {"TableName": TABLE, "CapacityUnits": 0.0, "Table": {"CapacityUnits": 0.0}}
+    assert up.count("GetItem") == 1
+
+
+def test_a_read_made_consistent_for_read_your_writes_reports_the_callers_capacity(acc: Accelerator) -> None:
+    up = Upstream()
+    up.answer("UpdateItem", {"Attributes": {"w": {"N": "1"}}})
+    run(acc, up, "UpdateItem", Key=KEY, UpdateExpression="SET w = :w", ExpressionAttributeValues={":w": {"N": "1"}},
+        ReturnValues="UPDATED_NEW")  # evicts the key: the next read is a miss inside the window
+    strong = {"TableName": TABLE, "CapacityUnits": 1.0, "Table": {"CapacityUnits": 1.0}}
+    up.answer("GetItem", {"Item": KEY, "ConsumedCapacity": strong})
+    got = run(acc, up, "GetItem", Key=KEY, ReturnConsumedCapacity="INDEXES")
+    assert up.last("GetItem")["ConsistentRead"] is True
+    assert got["ConsumedCapacity"] == {"TableName": TABLE, "CapacityUnits": 0.5, "Table": {"CapacityUnits": 0.5}}
+    up.answer("BatchGetItem", {"Responses": {TABLE: []}, "ConsumedCapacity": [{"TableName": TABLE, "CapacityUnits": 1.0}]})
+    acc.items.evict(TABLE, acc.item_ref({"TableName": TABLE, "Key": KEY})[1])  # type: ignore[index]
+    batch = run_plan_sync(acc.plan("BatchGetItem", {"RequestItems": {TABLE: {"Keys": [KEY]}},
+                                                    "ReturnConsumedCapacity": "TOTAL"}), up).data
+    assert up.last("BatchGetItem")["RequestItems"][TABLE]["ConsistentRead"] is True
+    assert batch["ConsumedCapacity"] == [{"TableName": TABLE, "CapacityUnits": 0.5}]
+
+
+def test_a_batch_get_answered_wholly_from_cache_reports_zero_per_table(acc: Accelerator) -> None:
+    up = Upstream()
+    up.answer("PutItem", {})
+    run(acc, up, "PutItem", Item=KEY)
+    for mode, entry in (("TOTAL", {"TableName": TABLE, "CapacityUnits": 0.0}),
+                        ("INDEXES", {"TableName": TABLE, "CapacityUnits": 0.0, "Table": {"CapacityUnits": 0.0}}),
+                        ("NONE", None)):
+        got = run_plan_sync(acc.plan("BatchGetItem", {"RequestItems": {TABLE: {"Keys": [KEY]}},
+                                                      "ReturnConsumedCapacity": mode}), up).data
+        assert got["Responses"] == {TABLE: [KEY]}
+        assert got.get("ConsumedCapacity") == (None if entry is None else [entry])
+    assert up.count("BatchGetItem") == 0
+
+
 def test_cached_item_is_the_hit_path_for_front_ends_with_their_own_encoding(acc: Accelerator) -> None:
     up = Upstream()
     request = {"TableName": TABLE, "Key": KEY}

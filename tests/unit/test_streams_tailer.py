@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -303,4 +304,23 @@ async def test_a_flushed_schema_is_relearned_from_the_same_stream_only(acc: Acce
     polls = sum(op == "GetRecords" for op, _ in fake.calls)
     await until(lambda: sum(op == "GetRecords" for op, _ in fake.calls) >= polls + 2)  # the batch was handled
     assert cached(acc) == "miss" and TABLE not in acc.schemas
+    await tail.stop()
+
+
+async def test_a_table_that_never_existed_is_not_said_to_be_gone(acc: Accelerator,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    fake = FakeStreams()
+    fake.table_exists = False  # a GetItem on a misspelled table name put it in tables_seen
+    tail = tailer(acc, fake)
+    with caplog.at_level(logging.INFO, logger="daxd.streams"):
+        await tail.discover()
+        assert TABLE not in tail.stats.status
+        assert not [r for r in caplog.records if r.levelno >= logging.INFO]
+        fake.table_exists = True
+        acc.tables_seen.add(TABLE)
+        tail.start()
+        await until(lambda: tail.stats.readers.get(TABLE) == 1)
+        fake.table_exists, fake.status, fake.shards["s1"]["closed"] = False, "DISABLED", True
+        await until(lambda: TABLE not in tail.stats.status)
+    assert any("no longer exists" in r.getMessage() for r in caplog.records)
     await tail.stop()

@@ -12,6 +12,12 @@ through the same Accelerator as the HTTP front (:class:`AsyncDriver`), so both
 front ends share one cache. Key schemas come from the Accelerator's schema
 cache, filled by DescribeTable upstream on first use. A cached GetItem is
 answered from bytes encoded once per cache entry (:mod:`.hot`).
+
+With a key file, every data-plane call is checked against its connection's
+key's permissions (:meth:`daxd.auth.KeyRing.check_tables`) before it is
+decoded: a refused call fetches no key schema, reads no cache and reaches no
+DynamoDB. ``defineKeySchema`` is allowed for the tables the key may use at all;
+daxd's peer methods (which write cache entries) only for keys without rules.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import ipaddress
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -44,8 +50,8 @@ from daxd.frontends.dax.events import (
 )
 from daxd.frontends.dax.hot import encode_get_item_hit, prepare_item
 from daxd.frontends.dax.memo import DecodedGetItems, EncodedPages
-from daxd.frontends.dax.operations import NeedSchema, Operation, to_operation
-from daxd.frontends.dax.requests import select_one_means_unset
+from daxd.frontends.dax.operations import NeedSchema, Operation, required_tables, to_operation
+from daxd.frontends.dax.requests import OPERATION_NAMES, select_one_means_unset
 from daxd.frontends.dax.responses import (
     Endpoint,
     encode_attribute_list,
@@ -62,6 +68,10 @@ from daxd.model.errors import (
     ValidationException,
 )
 from daxd.model.keys import KeySchema, TableSchema
+from daxd.permissions import SCHEMA, denied
+
+if TYPE_CHECKING:
+    from daxd.auth import KeyRing
 
 log = logging.getLogger("daxd.dax")
 
@@ -129,13 +139,15 @@ class DaxService:
             methods (None: a node on its own, which refuses peer methods).
         cluster_port: the DAX port peers know this node by; ``endpoints`` on
             another listener (TLS) answers with this node only.
+        keyring: the node's keys and permissions (None: no key file, no checks).
     """
 
     def __init__(self, driver: AsyncDriver, attr_lists: AttributeListTable, *,
                  authenticator: DaxAuthenticator | None = None, hostname: str = "localhost",
                  availability_zone: str = "local", cluster: PeerHandler | None = None,
-                 cluster_port: int | None = None) -> None:
+                 cluster_port: int | None = None, keyring: KeyRing | None = None) -> None:
         self.driver = driver
+        self.keyring = keyring
         self.cluster = cluster
         self.cluster_port = cluster_port
         self.accelerator = driver.accelerator
@@ -219,10 +231,19 @@ class DaxService:
         """daxd's own node-to-node methods (docs/cluster.md)."""
         if self.cluster is None:
             return encode_error(ValidationException(f"{event.method}: this node is not part of a cluster"))
+        if self.keyring is not None and not self.keyring.full_access(session.access_key):
+            return encode_error(denied(session.access_key, event.method, None,
+                                       "daxd's peer methods need a key without permission rules"))
         return self.cluster.handle(event)
 
     def define_key_schema(self, session: Session, event: DefineKeySchema) -> Reply:
         table = event.table_name
+        if self.keyring is not None:
+            try:
+                self.keyring.check_tables(session.access_key, "DefineKeySchema", (table,), SCHEMA)
+            except DaxdError as exc:
+                self.metrics.request("DefineKeySchema", 0.0, exc)
+                return encode_error(exc)
         if table in self.schemas:
             return encode_key_schema(self.schemas[table])
         return self._key_schema_later(table)
@@ -265,6 +286,10 @@ class DaxService:
 
     def method_call(self, session: Session, call: MethodCall) -> Reply:
         started = time.perf_counter()
+        if self.keyring is not None and not self.keyring.full_access(session.access_key):
+            refused = self._refused_call(session, call, started)
+            if refused is not None:
+                return refused
         op = self._decode(call, started, session.select_one_means_unset)
         return self.run(op, started) if isinstance(op, Operation) else op
 
@@ -272,8 +297,13 @@ class DaxService:
         """The hot path: a memoized GetItem whose item is cached costs two dict lookups and a concatenation."""
         started = time.perf_counter()
         found = self._get_items.get(event)
+        restricted = self.keyring is not None and not self.keyring.full_access(session.access_key)
         if found is None:
-            op = self._decode(decode_plain_get_item(event), started)
+            call = decode_plain_get_item(event)
+            refused = self._refused_call(session, call, started) if restricted else None
+            if refused is not None:
+                return refused
+            op = self._decode(call, started)
             if not isinstance(op, Operation):
                 return op
             try:
@@ -283,6 +313,10 @@ class DaxService:
             self._get_items.put(event, op, ref)
             return self.run(op, started)
         op, ref = found
+        if restricted:  # the memo is shared by every connection: check this one's key
+            refused = self._denied(session, "GetItem", (op.request["TableName"],), started)
+            if refused is not None:
+                return refused
         if ref is not None:
             entry = self.accelerator.cached_item_at(ref)
             if entry is not None:
@@ -290,6 +324,23 @@ class DaxService:
                 self.metrics.request("GetItem", time.perf_counter() - started)
                 return reply
         return self.run(op, started)
+
+    def _refused_call(self, session: Session, call: MethodCall, started: float) -> bytes | None:
+        """The error reply refusing a call the key may not make (None: allowed)."""
+        try:
+            tables = required_tables(call)
+        except DaxdError:
+            return None  # malformed: decoding answers with the error, before any table is touched
+        return self._denied(session, OPERATION_NAMES[call.method], tables, started)
+
+    def _denied(self, session: Session, operation: str, tables: Sequence[str], started: float) -> bytes | None:
+        assert self.keyring is not None
+        try:
+            self.keyring.check_tables(session.access_key, operation, tables)
+        except DaxdError as exc:
+            self.metrics.request(operation, time.perf_counter() - started, exc)
+            return encode_error(exc)
+        return None
 
     def _decode(self, call: MethodCall, started: float, select_one_means_unset: bool = False) -> Operation | Reply:
         """The call's operation, or the reply that stands for it: an error, or one that waits for key schemas."""
