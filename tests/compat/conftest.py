@@ -7,6 +7,7 @@ learns their key schemas through DescribeTable on first use.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,6 +18,22 @@ from tests.harness import CREDENTIALS, DaxdNode, DynamoDBLocal, create_table
 
 DAX_CREDENTIALS = {"aws_access_key_id": "AKIDEXAMPLE", "aws_secret_access_key": "secret",
                    "region_name": "us-east-1"}
+
+
+_SETUP_STARTED = pytest.StashKey[float]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.stash[_SETUP_STARTED] = time.monotonic()
+
+
+@pytest.fixture
+def seconds_left(request: pytest.FixtureRequest) -> Callable[[], float]:
+    """Seconds until the per-test timeout, which also counts the fixtures' set-up (DynamoDB Local, a node)."""
+    started = request.node.stash.get(_SETUP_STARTED, time.monotonic())
+    timeout = float(request.config.getini("timeout") or 0) or float("inf")
+    return lambda: started + timeout - time.monotonic()
 
 
 def dax_url(node: DaxdNode, scheme: str = "dax", port_name: str = "dax") -> str:

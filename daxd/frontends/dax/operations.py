@@ -23,6 +23,7 @@ from daxd.frontends.dax.requests import (
     _array,
     _map,
     _text,
+    settle_select,
 )
 
 __all__ = ["NeedSchema", "Operation", "RequestContext", "required_tables", "to_operation"]
@@ -45,13 +46,15 @@ def required_tables(call: MethodCall) -> tuple[str, ...]:
 
 
 def to_operation(call: MethodCall, schemas: Mapping[str, KeySchema],
-                 attr_lists: AttributeListTable) -> Operation:
+                 attr_lists: AttributeListTable, *, select_one_means_unset: bool = False) -> Operation:
     """Convert a data-plane call to a DynamoDB operation.
 
     Args:
         call: the decoded method call.
         schemas: key schemas known to the node, by table name.
         attr_lists: the node's attribute-list registry (to read item value bytes).
+        select_one_means_unset: the connection's client sends ``Select: 1`` when
+            its caller left Select unset (:func:`select_one_means_unset`).
 
     Raises:
         NeedSchema: some tables' key schemas are not in ``schemas``.
@@ -63,4 +66,6 @@ def to_operation(call: MethodCall, schemas: Mapping[str, KeySchema],
         raise NeedSchema(missing)
     used = {t: schemas[t] for t in tables}
     request, context = ALL_CONVERTERS[call.method](call.args, used, attr_lists)
+    if call.method in ("query", "scan"):
+        settle_select(request, one_means_unset=select_one_means_unset)
     return Operation(OPERATION_NAMES[call.method], request, context)

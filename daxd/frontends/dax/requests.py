@@ -4,9 +4,11 @@ This module holds the single-table converters and the helpers shared with
 :mod:`.batch`; :mod:`.operations` is the entry point (``to_operation``).
 
 Defaults are omitted rather than spelled out (``ReturnConsumedCapacity`` NONE,
-``ConsistentRead`` false, ``Select`` ALL_ATTRIBUTES, ...): the Python client
-always sends ``3: 0``, JS omits it and Go v2 sends ``Select: 1`` when unset
-(addendum H2), and equal requests should give equal dicts whatever the client.
+``ConsistentRead`` false, ...): the Python client always sends ``3: 0`` and JS
+omits it, and equal requests should give equal dicts whatever the client.
+``Select`` ALL_ATTRIBUTES is the exception (see :func:`settle_select`): it is
+not always the default, and whether ``15: 1`` was asked for depends on the
+client family.
 """
 
 from __future__ import annotations
@@ -185,7 +187,7 @@ _KWARGS: dict[int, Callable[[_Builder, Any], None]] = {
     10: _expression("FilterExpression", Renderer.condition, lambda v: _bytes(v, "FilterExpression")),
     13: _setter("Limit", lambda v: _uint(v, "Limit")),
     14: _setter("ScanIndexForward", _flag, True),
-    15: _setter("Select", _enum(_SELECT, "Select"), "ALL_ATTRIBUTES"),
+    15: _setter("Select", _enum(_SELECT, "Select")),  # ALL_ATTRIBUTES: see settle_select
     16: _setter("Segment", lambda v: _uint(v, "Segment")),
     17: _setter("TotalSegments", lambda v: _uint(v, "TotalSegments")),
     19: _setter("ClientRequestToken", lambda v: _text(v, "ClientRequestToken")),
@@ -201,6 +203,34 @@ _ALLOWED: dict[str, frozenset[int]] = {
     "batchGetItem": frozenset({3}), "batchWriteItem": frozenset({3, 6}),
     "transactGetItems": frozenset({3}), "transactWriteItems": frozenset({3, 6, 19}),
 }
+
+
+#: User agents (connection preamble) of clients that send ``Select: 1`` when the caller left Select unset:
+#: the Go v2 client writes ALL_ATTRIBUTES for an empty Select, with or without a projection or an index.
+_SELECT_ONE_WHEN_UNSET = ("DaxGoV2Client",)
+
+
+def select_one_means_unset(user_agent: str | None) -> bool:
+    """Whether a connection's ``Select: 1`` stands for "unset" rather than an explicit ALL_ATTRIBUTES."""
+    return user_agent is not None and user_agent.startswith(_SELECT_ONE_WHEN_UNSET)
+
+
+def settle_select(request: dict[str, Any], *, one_means_unset: bool) -> None:
+    """Drop a Query/Scan ``Select`` ALL_ATTRIBUTES where it cannot be what the caller asked for, or changes nothing.
+
+    DynamoDB does not treat an explicit ALL_ATTRIBUTES as its default: on a
+    local secondary index it fetches the attributes the index does not hold,
+    and it refuses it with a ProjectionExpression or on an index that does not
+    project every attribute. So it is kept, unless the connection's client
+    sends it for "unset" (Go v2), or the request reads a table without a
+    projection, where it is the default anyway (then equal reads share one
+    query-cache entry whatever the client sent).
+    """
+    if request.get("Select") != "ALL_ATTRIBUTES":
+        return
+    plain = "IndexName" not in request and "ProjectionExpression" not in request
+    if one_means_unset or plain:
+        del request["Select"]
 
 
 def _apply_kwargs(b: _Builder, method: str, kwargs: Any) -> None:

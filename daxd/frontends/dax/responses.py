@@ -24,7 +24,7 @@ import cbor2
 
 from daxd.frontends.dax.attrs import AttributeListTable, AttributeValue, to_cbor
 from daxd.frontends.dax.keys import KeySchema, encode_compound_key, encode_key, encode_values, key_pairs
-from daxd.frontends.dax.projection import project
+from daxd.frontends.dax.projection import project, projection_of
 from daxd.frontends.dax.requests import Operation
 from daxd.model.errors import ValidationException
 
@@ -185,8 +185,11 @@ def _query_scan(op: Operation, result: Mapping[str, Any], lists: AttributeListTa
     items = result.get("Items")
     if items is not None:
         paths = op.context.projection
-        fields[7] = [project(i, paths) for i in items] if paths is not None else \
-            [_scan_item(i, schema, lists) for i in items]
+        if paths is not None:
+            ordinals = projection_of(paths).ordinals
+            fields[7] = [ordinals(i) for i in items]
+        else:
+            fields[7] = [_scan_item(i, schema, lists) for i in items]
     fields[8] = result.get("Count", len(items or ()))
     fields[10] = result.get("ScannedCount", fields[8])
     last = result.get("LastEvaluatedKey")
@@ -202,7 +205,8 @@ def _batch_get(op: Operation, result: Mapping[str, Any], lists: AttributeListTab
     for table, items in (result.get("Responses") or {}).items():
         paths = op.context.projections.get(table)
         if paths is not None:
-            responses[table] = [project(item, paths) for item in items]
+            ordinals = projection_of(paths).ordinals
+            responses[table] = [ordinals(item) for item in items]
         else:
             schema = op.context.schemas[table]
             responses[table] = [part for item in items for part in _scan_item(item, schema, lists)]

@@ -51,7 +51,7 @@ from daxd.frontends.dax.events import (
 from daxd.frontends.dax.hot import encode_get_item_hit, prepare_item
 from daxd.frontends.dax.memo import DecodedGetItems, EncodedPages
 from daxd.frontends.dax.operations import NeedSchema, Operation, required_tables, to_operation
-from daxd.frontends.dax.requests import OPERATION_NAMES
+from daxd.frontends.dax.requests import OPERATION_NAMES, select_one_means_unset
 from daxd.frontends.dax.responses import (
     Endpoint,
     encode_attribute_list,
@@ -92,9 +92,9 @@ class PeerHandler(Protocol):
 
 
 class Session:
-    """One connection's state: its identity and the address the client reached us on."""
+    """One connection's state: its identity, the address the client reached us on, and its client's habits."""
 
-    __slots__ = ("access_key", "auth_error", "authenticated", "local", "peer")
+    __slots__ = ("access_key", "auth_error", "authenticated", "local", "peer", "select_one_means_unset")
 
     def __init__(self, local: tuple[str, int] | None, peer: str, authenticated: bool) -> None:
         self.local = local
@@ -102,6 +102,8 @@ class Session:
         self.authenticated = authenticated
         self.access_key: str | None = None
         self.auth_error: DaxdError | None = None
+        #: ``Select: 1`` from this client stands for "unset" (decided from the preamble's user agent).
+        self.select_one_means_unset = False
 
 
 class _KeySchemas(Mapping[str, KeySchema]):
@@ -183,8 +185,9 @@ class DaxService:
     # -- control methods ----------------------------------------------------
 
     def preamble(self, session: Session, event: Preamble) -> Reply:
-        """Never answered (§1.1); the user agent only goes to the debug log."""
+        """Never answered (§1.1); the user agent tells which client family's request habits to expect."""
         log.debug("DAX connection from %s: %s", session.peer, event.user_agent)
+        session.select_one_means_unset = select_one_means_unset(event.user_agent)
         return None
 
     def authorize(self, session: Session, event: AuthorizeConnection) -> Reply:
@@ -287,7 +290,7 @@ class DaxService:
             refused = self._refused_call(session, call, started)
             if refused is not None:
                 return refused
-        op = self._decode(call, started)
+        op = self._decode(call, started, session.select_one_means_unset)
         return self.run(op, started) if isinstance(op, Operation) else op
 
     def plain_get_item(self, session: Session, event: PlainGetItem) -> Reply:
@@ -339,20 +342,21 @@ class DaxService:
             return encode_error(exc)
         return None
 
-    def _decode(self, call: MethodCall, started: float) -> Operation | Reply:
+    def _decode(self, call: MethodCall, started: float, select_one_means_unset: bool = False) -> Operation | Reply:
         """The call's operation, or the reply that stands for it: an error, or one that waits for key schemas."""
         try:
-            return to_operation(call, self.schemas, self.attr_lists)
+            return to_operation(call, self.schemas, self.attr_lists, select_one_means_unset=select_one_means_unset)
         except NeedSchema as need:
-            return self._after_schemas(call, need.tables, started)
+            return self._after_schemas(call, need.tables, started, select_one_means_unset)
         except DaxdError as exc:
             self.metrics.request(call.method, time.perf_counter() - started, exc)
             return encode_error(exc)
 
-    async def _after_schemas(self, call: MethodCall, tables: Sequence[str], started: float) -> bytes:
+    async def _after_schemas(self, call: MethodCall, tables: Sequence[str], started: float,
+                             select_one_means_unset: bool) -> bytes:
         try:
             await asyncio.gather(*(self.describe(t) for t in tables))
-            op = to_operation(call, self.schemas, self.attr_lists)
+            op = to_operation(call, self.schemas, self.attr_lists, select_one_means_unset=select_one_means_unset)
         except DaxdError as exc:
             self.metrics.request(call.method, time.perf_counter() - started, exc)
             return encode_error(exc)
