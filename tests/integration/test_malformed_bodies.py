@@ -57,7 +57,7 @@ def test_no_body_reaches_a_5xx_and_validation_matches_dynamodb(node: DaxdNode, d
     direct_port = int(dynamodb_local.endpoint.rpartition(":")[2])
     compared: list[str] = []
 
-    @settings(max_examples=50, deadline=None, database=None,
+    @settings(max_examples=50, deadline=None, database=None, derandomize=True,  # the same sample every run
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
               phases=[Phase.generate])
     @given(request=requests(shapes_table, operations))
@@ -73,5 +73,5 @@ def test_no_body_reaches_a_5xx_and_validation_matches_dynamodb(node: DaxdNode, d
         compared.append(code)
 
     check()
-    assert len(compared) >= 10  # the comparison ran on a real sample
+    assert len(compared) >= 10  # the comparison ran on a real sample (a fixed one: derandomized)
     assert "ValidationException" in compared
