@@ -159,3 +159,8 @@ def daxd_node(upstream: str, *args: str) -> Iterator[DaxdNode]:
         yield node
     finally:
         node.stop()
+
+
+def lists_table(api: Any, table: str) -> bool:
+    """Whether ListTables names ``table``, across every page (the shared DynamoDB Local holds many tables)."""
+    return any(table in page["TableNames"] for page in api.get_paginator("list_tables").paginate())

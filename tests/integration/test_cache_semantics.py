@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.harness import DaxdNode, create_table
+from tests.harness import DaxdNode, create_table, lists_table
 
 
 def key(pk: str = "a", sk: int = 1) -> dict[str, Any]:
@@ -199,4 +199,4 @@ def test_read_only_control_plane_refuses_mutations(start_node: Any, ddb: Any, ta
     with pytest.raises(ClientError) as refused:
         api.delete_table(TableName=table)
     assert refused.value.response["Error"]["Code"] == "AccessDeniedException"
-    assert table in api.list_tables()["TableNames"]
+    assert lists_table(api, table)
