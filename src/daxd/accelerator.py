@@ -77,6 +77,8 @@ _NOT_IN_QUERY_KEY = ("ReturnConsumedCapacity",)
 POLICY_MEMO_MAX = 10_000
 #: Keys DynamoDB accepts in one BatchGetItem (more: its ValidationException, never a cache answer).
 MAX_BATCH_GET_KEYS = 100
+#: Checked request bodies remembered (a few hundred bytes each: a few MiB when full).
+CHECKED_BODIES_MAX = 8_192
 #: Seconds of disagreement allowed between DynamoDB's clock (a stream record's
 #: creation time) and ours when judging whether a local write may be newer.
 STREAM_CLOCK_MARGIN = 1.0
@@ -159,6 +161,9 @@ class Accelerator:
         self.fill_later: Callable[[Callable[[], None]], object] | None = None
         #: The shared second tier (Valkey) behind this process's cache; None: this cache alone.
         self.tier: SharedTier | None = None
+        #: Request bodies (with their operation) that passed :func:`check_request`: a repeated
+        #: request, the cache's common case, is not checked again. Bounded; cleared when full.
+        self._checked: set[tuple[str, bytes]] = set()
         self._handlers: dict[str, Callable[[dict[str, Any], bytes | None], Plan]] = {
             "GetItem": self._get_item,
             "BatchGetItem": self._batch_get_item,
@@ -175,13 +180,21 @@ class Accelerator:
 
     def plan(self, operation: str, request: dict[str, Any], raw: bytes | None = None) -> Plan:
         """The plan for one operation. ``raw`` is the request's JSON if the caller has it."""
-        check_request(operation, request)  # refused as DynamoDB refuses it, before any policy reads it
+        if raw is None or (operation, raw) not in self._checked:
+            check_request(operation, request)  # refused as DynamoDB refuses it, before any policy reads it
+            if raw is not None:
+                self._remember_checked(operation, raw)
         handler = self._handlers.get(operation)
         if handler is not None:
             if self.tier is not None and operation in _WRITES:
                 return self.tier.around_write(handler(request, raw))
             return handler(request, raw)
         return self._control(operation, request, raw)
+
+    def _remember_checked(self, operation: str, raw: bytes) -> None:
+        if len(self._checked) >= CHECKED_BODIES_MAX:
+            self._checked.clear()
+        self._checked.add((operation, raw))
 
     def flush(self, table: str | None = None) -> int:
         """Drop cached entries (of one table, or all); how many were dropped."""

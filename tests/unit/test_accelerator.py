@@ -338,3 +338,24 @@ def test_a_query_is_never_answered_by_a_cached_scan(acc: Accelerator) -> None:
     up.answer("Query", ValidationException("Either the KeyConditions or KeyConditionExpression parameter must be specified"))
     with pytest.raises(ValidationException):
         run(acc, up, "Query")
+
+
+def test_a_request_body_is_checked_once_and_a_bad_one_every_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    import daxd.accelerator as module
+    from daxd.model.requests import check_request
+
+    seen: list[str] = []
+
+    def counting(operation: str, request: dict[str, Any]) -> None:
+        seen.append(operation)
+        check_request(operation, request)
+
+    monkeypatch.setattr(module, "check_request", counting)
+    acc = Accelerator()
+    good = {"TableName": "t", "KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"S": "a"}}}
+    bad = {"TableName": "t", "Key": {"pk": {"N": 3}}}
+    for _ in range(3):
+        acc.plan("Query", good, orjson.dumps(good))
+        with pytest.raises(DaxdError):
+            acc.plan("GetItem", bad, orjson.dumps(bad))
+    assert seen == ["Query", "GetItem", "GetItem", "GetItem"]
