@@ -108,6 +108,7 @@ def test_dashboard_draws_live_figures_in_a_real_browser(loaded_node: tuple[DaxdN
         for canvas in ("chart-rps", "chart-hit", "chart-latency", "chart-cache"):
             wait_until(lambda canvas=canvas: drawn(canvas, 4), 40, f"{canvas} to draw points")
         wait_until(lambda: table in driver.find_element("id", "tables").text, 20, "the table's row")
+        assert "items 300 s" in driver.find_element("id", "tables").text  # the table's cache policy (defaults)
         # The canvases hold real strokes, not a blank surface.
         painted = driver.execute_script("""
             const c = document.getElementById('chart-rps');
@@ -141,6 +142,7 @@ def test_stats_json_reports_per_table_figures_and_upstream_state(loaded_node: tu
     document = stats()
     row = next(t for t in document["tables"] if t["table"] == table)
     assert row["misses"] > 0 and row["entries"] > 0
+    assert row["policy"]["cache"] is True and row["policy"]["query_cache"] is True
     assert document["upstream"]["up"] is True and document["upstream"]["endpoint"].startswith("http://127.0.0.1:")
     assert document["cache"]["capacity"] == 1 << 30 and 0 < document["cache"]["bytes"] < document["cache"]["capacity"]
     assert "GetItem" in document["latency"] and document["latency"]["GetItem"]["p99_ms"] > 0

@@ -85,7 +85,8 @@ class Dashboard:
                          "misses": int(sum(counts[name].get(table, 0) for name in _MISSES)),
                          "entries": entries.get(table, 0),
                          "stream": stream.get("status", "off"), "stream_lag": stream.get("lag"),
-                         "stream_readers": stream.get("readers", 0)})
+                         "stream_readers": stream.get("readers", 0),
+                         "policy": self.node.accelerator.policy(table).describe()})
         return rows
 
     def _nodes(self, summary: dict[str, Any]) -> list[dict[str, Any]]:

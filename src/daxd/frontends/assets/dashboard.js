@@ -128,6 +128,13 @@ function render(s) {
     { values: series.map((p) => p.evicted_bytes_per_s), color: "--line2" }],
     { ref: s.cache.capacity > 4 * Math.max(1, ...series.map((p) => p.cache_bytes)) ? undefined : s.cache.capacity,
       format: fmtBytes });
+  function fmtPolicy(p) {
+    if (!p) return "–";
+    if (!p.cache) return "not cached" + (p.rule ? " (" + p.rule + ")" : "");
+    const ttl = (v) => (v === 0 ? "until evicted" : v + " s");
+    return "items " + ttl(p.item_ttl) + ", queries " + (p.query_cache ? ttl(p.query_ttl) : "off") +
+      (p.rule ? " (" + p.rule + ")" : "");
+  }
   fillTable("ops", Object.entries(s.latency), [
     ([op]) => op, ([, l]) => fmtNum(l.count), ([, l]) => fmtNum(l.p50_ms), ([, l]) => fmtNum(l.p99_ms)],
     "no requests in the last minute");
@@ -135,7 +142,8 @@ function render(s) {
     (t) => t.table, (t) => fmtNum(t.hits), (t) => fmtNum(t.misses),
     (t) => fmtPct(t.hits + t.misses ? t.hits / (t.hits + t.misses) : null), (t) => fmtNum(t.entries),
     (t) => t.stream + (t.stream_readers ? ", shard readers: " + t.stream_readers : ""),
-    (t) => (t.stream_lag === null || t.stream_lag === undefined ? "–" : t.stream_lag.toFixed(2) + " s")],
+    (t) => (t.stream_lag === null || t.stream_lag === undefined ? "–" : t.stream_lag.toFixed(2) + " s"),
+    (t) => fmtPolicy(t.policy)],
     "no table read through the cache yet");
   $("cluster-box").hidden = !s.cluster.clustered;
   fillTable("nodes", s.cluster.nodes, [
