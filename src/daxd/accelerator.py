@@ -327,10 +327,9 @@ class Accelerator:
         token = self.items.token(table, key)
         if self.tier is not None and not projection:
             return (yield from self._fetch_shared(req, raw, table, key, token))
-        since = self._window_start()
-        upgraded = self.items.changed_since(table, key, since) or self.flushes.bumped_since(table, since)
+        upgraded = self._refill_consistently(table, key)
         if upgraded:
-            req, raw = {**(req if req is not None else orjson.loads(raw or b"{}")), "ConsistentRead": True}, None
+            req, raw = _consistent(req, raw), None
         elif req is None:
             req = {"TableName": table}  # raw is the request: _send forwards it as it came
         body = yield from self._send("GetItem", req, raw, shared=True)
@@ -356,8 +355,8 @@ class Accelerator:
         if looked.found:
             self.items.fill(table, key, "", looked.item, token)
             return Response(body=item_body(looked.item))
-        if looked.recent or self.items.changed_since(table, key, self._window_start()):
-            req, raw = {**(req if req is not None else orjson.loads(raw or b"{}")), "ConsistentRead": True}, None
+        if looked.recent or self._refill_consistently(table, key):
+            req, raw = _consistent(req, raw), None
         elif req is None:
             req = {"TableName": table}
         body = yield from self._send("GetItem", req, raw, shared=True)
@@ -404,7 +403,6 @@ class Accelerator:
         misses: dict[str, dict[str, Any]] = {}
         tokens: dict[tuple[str, bytes], Token] = {}
         upgraded: set[str] = set()  # tables read consistently for read-your-writes: capacity as asked
-        since = self._window_start()
         for table, spec in request_items.items():
             found[table] = []
             listed = spec.get("Keys") if isinstance(spec, dict) else None
@@ -427,8 +425,7 @@ class Accelerator:
                         found[table].append(hit.item)
             if missing:
                 misses[table] = {**spec, "Keys": missing}
-                if self.flushes.bumped_since(table, since) or any(
-                        self.items.changed_since(table, keys.canonical_key(k), since) for k in missing):
+                if any(self._refill_consistently(table, keys.canonical_key(k)) for k in missing):
                     misses[table]["ConsistentRead"] = True
                     upgraded.add(table)
         mode = req.get("ReturnConsumedCapacity")
@@ -781,6 +778,13 @@ class Accelerator:
     def _cached(self, table: str) -> bool:
         return self.policy(table).cache
 
+    def _refill_consistently(self, table: str, key: bytes) -> bool:
+        """Whether a refill of this item reads consistently: a write to it through this node, or a
+        flush or distrust of its table, lies within the consistent window (so neither our own write
+        nor one the stream reported can be undone by a lagging replica's older value)."""
+        since = self._window_start()
+        return self.items.changed_since(table, key, since) or self.flushes.bumped_since(table, since)
+
     def _window_start(self) -> float:
         return self.timer() - self.settings.consistent_window
 
@@ -789,6 +793,11 @@ def _failed_changes(evicted: list[tuple[str, bytes]], touched: list[tuple[str, b
     """A failed write's changes: every key it named evicted, with its partition if it wrote there."""
     partitions = {(t, k): p for t, k, p in touched}
     return [Change(t, k, partitions.get((t, k)), evicted=True) for t, k in evicted]
+
+
+def _consistent(req: dict[str, Any] | None, raw: bytes | None) -> dict[str, Any]:
+    """The request (parsed from ``raw`` when only that is at hand) as a strongly consistent read."""
+    return {**(req if req is not None else orjson.loads(raw or b"{}")), "ConsistentRead": True}
 
 
 def _table(req: dict[str, Any]) -> str:
