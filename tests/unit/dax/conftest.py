@@ -1,17 +1,22 @@
 """An in-memory DAX node for the official Python client (amazondax 2.1.0).
 
 The client's own ``Tube``/``DaxClient`` run over a fake socket whose other end
-is our sans-IO codec: every request byte the client writes is decoded by
-:class:`DaxConnection`, every reply byte it reads was produced by our encoders.
-This is the strongest evidence that both directions match what the client
-implements.
+is the node's real DAX code: our sans-IO codec (:class:`DaxConnection`) and
+:class:`DaxService`, the dispatch every DAX listener uses. Only the driver is
+scripted: where a node would run the operation through its Accelerator and
+DynamoDB, :class:`ScriptedDriver` records it and answers with the test's
+handler. Every request byte the client writes is decoded by our code, every
+reply byte it reads was produced by our encoders: the strongest evidence that
+both directions match what the client implements.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import socket
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -19,33 +24,23 @@ from amazondax.DaxClient import DaxClient
 from amazondax.Tube import Tube, TubePool
 from botocore.credentials import Credentials
 
-from daxd.frontends.dax import (
-    NEED_DATA,
-    AttributeListTable,
-    AuthorizeConnection,
-    DaxConnection,
-    DefineAttributeList,
-    DefineAttributeListId,
-    DefineKeySchema,
-    Endpoint,
-    Endpoints,
-    KeySchema,
-    MethodCall,
-    Operation,
-    PlainGetItem,
-    Preamble,
-    decode_plain_get_item,
-    encode_attribute_list,
-    encode_attribute_list_id,
-    encode_endpoints,
-    encode_error,
-    encode_key_schema,
-    encode_response,
-    to_operation,
-)
+from daxd.accelerator import Accelerator
+from daxd.frontends.dax import NEED_DATA, AttributeListTable, DaxConnection, KeySchema
+from daxd.frontends.dax.service import DaxService
+from daxd.messages import Response
 from daxd.model.errors import DaxdError, ResourceNotFoundException
+from daxd.model.keys import TableSchema
 
-Handler = Callable[[Operation], "Mapping[str, Any] | DaxdError"]
+
+@dataclass(frozen=True)
+class Seen:
+    """An operation as the service handed it to its driver."""
+
+    name: str
+    request: dict[str, Any]
+
+
+Handler = Callable[[Seen], "Mapping[str, Any] | DaxdError"]
 
 SCHEMAS = {
     "tbl": KeySchema("id", "S"),
@@ -57,47 +52,69 @@ SCHEMAS = {
 }
 
 
-class FakeNode:
-    """Our codec acting as a DAX node behind a fake socket."""
+class ScriptedDriver:
+    """The driver side of :class:`DaxService`: records each operation and answers it with ``handler``.
+
+    Its Accelerator is real but never filled (no answer passes through it), so
+    the service's cache lookups all miss and every operation reaches here.
+    """
 
     def __init__(self, schemas: Mapping[str, KeySchema]) -> None:
-        self.schemas = dict(schemas)
-        self.lists = AttributeListTable()
+        self.accelerator = Accelerator()
+        self.accelerator.schemas.update({name: TableSchema(name, key) for name, key in schemas.items()})
         self.handler: Handler = lambda op: {}
-        self.operations: list[Operation] = []
-        self.events: list[Any] = []
+        self.operations: list[Seen] = []
+
+    def begin(self, operation: str, request: dict[str, Any], raw: bytes | None = None) -> Response:
+        seen = Seen(operation, request)
+        self.operations.append(seen)
+        result = self.handler(seen)
+        if isinstance(result, DaxdError):
+            raise result
+        return Response(data=dict(result))
+
+    async def handle(self, operation: str, request: dict[str, Any], raw: bytes | None = None) -> Response:
+        if operation == "DescribeTable":  # the schemas above are all the tables there are
+            raise ResourceNotFoundException("Requested resource not found")
+        return self.begin(operation, request, raw)
+
+
+class FakeNode:
+    """A DAX node behind a fake socket: our codec and :class:`DaxService`, with a scripted driver."""
+
+    def __init__(self, schemas: Mapping[str, KeySchema]) -> None:
+        self.driver = ScriptedDriver(schemas)
+        self.service = DaxService(self.driver, AttributeListTable(), hostname="localhost",  # type: ignore[arg-type]
+                                  availability_zone="us-east-1a")
+        self.session = self.service.session(("127.0.0.1", 8111), "127.0.0.1:50000")
+        self.lists = self.service.attr_lists
         self.out = bytearray()
         self.conn = DaxConnection()
+
+    @property
+    def handler(self) -> Handler:
+        return self.driver.handler
+
+    @handler.setter
+    def handler(self, handler: Handler) -> None:
+        self.driver.handler = handler
+
+    @property
+    def operations(self) -> list[Seen]:
+        return self.driver.operations
 
     def feed(self, data: bytes) -> None:
         self.conn.receive_data(data)
         while (event := self.conn.next_event()) is not NEED_DATA:
-            self.events.append(event)
-            self.out += self._answer(event)
+            reply = self.service.handle(self.session, event)
+            if reply is not None and not isinstance(reply, bytes):
+                reply = asyncio.run(_awaited(reply))  # a schema lookup: rare
+            self.out += reply or b""
 
-    def _answer(self, event: Any) -> bytes:
-        if isinstance(event, (Preamble, AuthorizeConnection)):
-            return b""
-        if isinstance(event, Endpoints):
-            return encode_endpoints([Endpoint(1, "localhost", "127.0.0.1", 8111, 1, "us-east-1a", 1)])
-        if isinstance(event, DefineKeySchema):
-            schema = self.schemas.get(event.table_name)
-            if schema is None:
-                return encode_error(ResourceNotFoundException("Requested resource not found"))
-            return encode_key_schema(schema)
-        if isinstance(event, DefineAttributeList):
-            return encode_attribute_list(self.lists.names_for(event.attribute_list_id))
-        if isinstance(event, DefineAttributeListId):
-            return encode_attribute_list_id(self.lists.id_for(event.attribute_names))
-        if isinstance(event, PlainGetItem):
-            event = decode_plain_get_item(event)
-        assert isinstance(event, MethodCall)
-        op = to_operation(event, self.schemas, self.lists)
-        self.operations.append(op)
-        result = self.handler(op)
-        if isinstance(result, DaxdError):
-            return encode_error(result, operation=op, attr_lists=self.lists)
-        return encode_response(op, result, self.lists)
+
+async def _awaited(reply: Any) -> bytes:
+    result: bytes = await reply
+    return result
 
 
 class FakeSocket:
