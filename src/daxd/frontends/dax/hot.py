@@ -57,6 +57,10 @@ def _bstr_header(length: int) -> bytes:
     return b"\x5a" + length.to_bytes(4, "big")
 
 
+#: The GetItem reply for a key that holds no item: an empty header and an empty map.
+NOT_FOUND_REPLY = b"\x80\xa0"
+
+
 def encode_get_item_hit(op: Operation, prepared: PreparedItem | None,
                         attr_lists: AttributeListTable) -> bytes:
     """GetItem reply for a cache hit (``None`` = cached miss, reply ``80 a0``).
@@ -65,7 +69,7 @@ def encode_get_item_hit(op: Operation, prepared: PreparedItem | None,
     capacity; use :func:`encode_response` otherwise.
     """
     if prepared is None:
-        return b"\x80\xa0"
+        return NOT_FOUND_REPLY
     list_id = attr_lists.id_for(prepared.names)
     head = cbor2.dumps(list_id) if list_id != prepared.list_id or list_id > 23 else bytes((list_id,))
     body = head + prepared.values

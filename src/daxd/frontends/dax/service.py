@@ -48,7 +48,7 @@ from daxd.frontends.dax.events import (
     PlainGetItem,
     Preamble,
 )
-from daxd.frontends.dax.hot import encode_get_item_hit, prepare_item
+from daxd.frontends.dax.hot import NOT_FOUND_REPLY, encode_get_item_hit, prepare_item
 from daxd.frontends.dax.memo import DecodedGetItems, EncodedPages
 from daxd.frontends.dax.operations import NeedSchema, Operation, required_tables, to_operation
 from daxd.frontends.dax.requests import OPERATION_NAMES, select_one_means_unset
@@ -79,7 +79,6 @@ Reply = bytes | Awaitable[bytes] | None
 #: The message real DAX sends on a connection that has not authenticated (addendum A4).
 AUTH_REQUIRED = "Connection requires authentication"
 _EXTRA_KEY = "dax"
-_MISS_REPLY = b"\x80\xa0"
 _BEFORE_AUTH = (Preamble, AuthorizeConnection)
 
 
@@ -394,7 +393,7 @@ class DaxService:
 
     def _hit(self, op: Operation, entry: CachedItem) -> bytes:
         if entry.item is None:
-            return _MISS_REPLY
+            return NOT_FOUND_REPLY
         extra = entry.extra
         prepared = extra.get(_EXTRA_KEY) if extra is not None else None
         if prepared is None:
