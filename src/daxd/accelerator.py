@@ -437,7 +437,7 @@ class Accelerator:
         for table, spec in misses.items():
             if not isinstance(spec, dict) or not any(t == table for t, _ in tokens):
                 continue
-            schema = yield from self._schema(table)
+            schema = yield from self.table_schema(table)
             self._fill_batch(table, spec, data, schema, tokens)
         responses = data.setdefault("Responses", {})
         for table, items in found.items():
@@ -472,7 +472,7 @@ class Accelerator:
             return (yield from self._forward(operation, req, raw))
         partition = None
         if operation == "Query" and not req.get("IndexName"):
-            schema = yield from self._schema(table)
+            schema = yield from self.table_schema(table)
             partition = _query_partition(req, schema)
         request_key = operation.encode() + orjson.dumps(
             {k: v for k, v in req.items() if k not in _NOT_IN_QUERY_KEY}, option=orjson.OPT_SORT_KEYS)
@@ -504,7 +504,7 @@ class Accelerator:
         table = _table(req)
         if not self._cached(table):
             return (yield from self._forward("PutItem", req, raw))
-        schema = yield from self._schema(table)
+        schema = yield from self.table_schema(table)
         item = normalize_item(req.get("Item"))
         key, partition = self._locate(item, schema)
         tokens = self._tokens([(table, key)])
@@ -516,7 +516,7 @@ class Accelerator:
         table = _table(req)
         if not self._cached(table):
             return (yield from self._forward("UpdateItem", req, raw))
-        schema = yield from self._schema(table)
+        schema = yield from self.table_schema(table)
         key, partition = self._locate(req.get("Key"), schema)
         asked = req.get("ReturnValues", "NONE")
         if asked not in ("NONE", "ALL_NEW"):
@@ -538,7 +538,7 @@ class Accelerator:
         table = _table(req)
         if not self._cached(table):
             return (yield from self._forward("DeleteItem", req, raw))
-        schema = yield from self._schema(table)
+        schema = yield from self.table_schema(table)
         key, partition = self._locate(req.get("Key"), schema)
         tokens = self._tokens([(table, key)])
         body = yield from self._write("DeleteItem", req, raw, [(table, key, partition)])
@@ -550,7 +550,7 @@ class Accelerator:
         for table, requests in (req.get("RequestItems") or {}).items():
             if not self._cached(table) or not isinstance(requests, list):
                 continue
-            schema = yield from self._schema(table)
+            schema = yield from self.table_schema(table)
             for write in requests:
                 put, delete = (write or {}).get("PutRequest"), (write or {}).get("DeleteRequest")
                 if isinstance(put, dict):
@@ -577,7 +577,7 @@ class Accelerator:
             ((kind, action),) = entry.items() if valid else ((None, None),)
             if not isinstance(action, dict) or not self._cached(table := _table(action)):
                 continue
-            schema = yield from self._schema(table)
+            schema = yield from self.table_schema(table)
             if kind == "Put":
                 item = normalize_item(action.get("Item"))
                 actions.append((kind, table, *self._locate(item, schema), dumps(item)))
@@ -720,7 +720,9 @@ class Accelerator:
         for table, _, partition in touched:
             self.queries.invalidate(table, partition)
 
-    def _schema(self, table: str) -> Generator[Call, bytes, TableSchema]:
+    def table_schema(self, table: str) -> Generator[Call, bytes, TableSchema]:
+        """The table's key schema: known, or learned from DescribeTable (a shared call: concurrent
+        askers of every front end share one). The one path by which a schema is learned on demand."""
         schema = self.schemas.get(table)
         if schema is None:
             body = yield from self._send("DescribeTable", {"TableName": table}, None, shared=True)

@@ -1,7 +1,7 @@
 """Drivers run the Accelerator's plans: they do the I/O the plans ask for.
 
 :class:`AsyncDriver` serves the node (asyncio). Concurrent identical reads
-(``Call.shared``) share one upstream call through a dict of in-flight futures,
+(``Call.shared``) share one upstream call (:class:`daxd.flights.Flights`),
 so a hot key that expires costs DynamoDB one request, not one per client.
 A :class:`~daxd.tier.shared.TierCall` goes to the shared tier (Valkey) instead.
 """
@@ -9,12 +9,14 @@ A :class:`~daxd.tier.shared.TierCall` goes to the shared tier (Valkey) instead.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from typing import Any, Protocol, TypeVar
 
 from daxd.accelerator import Accelerator, Plan
+from daxd.flights import Flights
 from daxd.messages import Call, Response
 from daxd.model.errors import DaxdError
+from daxd.model.keys import TableSchema
 from daxd.tier.shared import TierCall
 from daxd.upstream.client import Sent
 
@@ -31,6 +33,8 @@ class AsyncUpstream(Protocol):
     async def finish(self, sent: Sent) -> bytes: ...
 
 
+T = TypeVar("T")
+
 #: A first call already on its way (:meth:`AsyncDriver._send_now`): an identical call's flight to
 #: join, or our own request with the flight it settles (None if the call is not shared).
 Started = asyncio.Future[bytes] | tuple[Sent, asyncio.Future[bytes] | None]
@@ -43,9 +47,14 @@ class AsyncDriver:
         self.accelerator = accelerator
         self.upstream = upstream
         self.tier = tier
-        self._flights: dict[tuple[str, bytes], asyncio.Future[bytes]] = {}
+        self._flights: Flights[tuple[str, bytes], asyncio.Future[bytes]] = Flights(self._new_flight)
         self._loop: asyncio.AbstractEventLoop | None = None
         accelerator.fill_later = self._later
+
+    def _new_flight(self) -> asyncio.Future[bytes]:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()  # once: on Python 3.11 each call costs a getpid()
+        return self._loop.create_future()
 
     def _later(self, fill: Callable[[], None]) -> None:
         """Run a cache fill once the answer has gone out: callbacks run in order, after the reply's write."""
@@ -76,6 +85,11 @@ class AsyncDriver:
         outcome = self.begin(operation, request, raw)
         return outcome if isinstance(outcome, Response) else await outcome
 
+    async def table_schema(self, table: str) -> TableSchema:
+        """The table's key schema (:meth:`Accelerator.table_schema`): concurrent lookups share one DescribeTable."""
+        plan = self.accelerator.table_schema(table)
+        return await self._finish(plan, step(plan))
+
     def _send_now(self, call: Call) -> Started | None:
         """Put a plan's first call on the wire before any coroutine or task exists for it.
 
@@ -91,12 +105,10 @@ class AsyncDriver:
             return None
         if not call.shared:
             return sent, None
-        if self._loop is None:
-            self._loop = asyncio.get_running_loop()
-        flight = self._flights[key] = self._loop.create_future()
+        flight, _ = self._flights.join(key)
         return sent, flight
 
-    async def _finish(self, plan: Plan, outcome: Call | Response, started: Started | None = None) -> Response:
+    async def _finish(self, plan: Generator[Call, bytes, T], outcome: Call | T, started: Started | None = None) -> T:
         while isinstance(outcome, Call):
             try:
                 reply = await (self._perform(outcome) if started is None else self._complete(outcome, started))
@@ -127,12 +139,9 @@ class AsyncDriver:
         if not call.shared:
             return self.upstream.call(call.operation, call.body)
         key = (call.operation, call.body)
-        flight = self._flights.get(key)
-        if flight is not None:
+        flight, leading = self._flights.join(key)
+        if not leading:
             return asyncio.shield(flight)
-        if self._loop is None:
-            self._loop = asyncio.get_running_loop()  # once: on Python 3.11 each call costs a getpid()
-        flight = self._flights[key] = self._loop.create_future()
         return self._settle(key, flight, self.upstream.call(call.operation, call.body))
 
     async def _settle(self, key: tuple[str, bytes], flight: asyncio.Future[bytes], reply: Awaitable[bytes]) -> bytes:
@@ -140,23 +149,20 @@ class AsyncDriver:
         try:
             result = await reply
         except BaseException as exc:
-            if not flight.done():
-                flight.set_exception(exc)
+            self._flights.land(key, flight, error=exc)
+            if not flight.cancelled():
                 flight.exception()  # mark retrieved: waiters may be none
             raise
-        else:
-            flight.set_result(result)
-            return result
-        finally:
-            del self._flights[key]
+        self._flights.land(key, flight, result)
+        return result
 
 
-def step(plan: Plan, reply: bytes | None = None, error: DaxdError | None = None) -> Call | Response:
-    """Advance a plan by one call: the next Call it needs, or its Response."""
+def step(plan: Generator[Call, bytes, T], reply: bytes | None = None, error: DaxdError | None = None) -> Call | T:
+    """Advance a plan by one call: the next Call it needs, or its result (a Response, for an operation)."""
     try:
         return plan.throw(error) if error is not None else plan.send(reply)  # type: ignore[arg-type]
     except StopIteration as done:
-        result: Response = done.value
+        result: T = done.value
         return result
 
 

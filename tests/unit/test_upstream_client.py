@@ -481,5 +481,5 @@ async def test_identical_misses_share_one_upstream_request_sent_early_or_not() -
     assert len(server.requests) == 1
     await asyncio.sleep(0.02)  # the cached item expires
     await three_at_once()  # pooled: the first is written before any task exists, the others join it
-    assert len(server.requests) == 2 and driver._flights == {}
+    assert len(server.requests) == 2 and len(driver._flights) == 0
     await up.close()

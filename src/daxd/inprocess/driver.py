@@ -3,39 +3,24 @@
 The Accelerator is single-owner, and a boto3 client is shared between
 threads, so every step of a plan runs under one lock; the upstream calls a
 plan asks for run outside it, so a slow miss never blocks a hit. Concurrent
-identical reads (``Call.shared``) share one upstream call (single-flight): the
-first caller performs it, the others wait for its answer or its error.
+identical reads (``Call.shared``) share one upstream call (:class:`daxd.flights.Flights`):
+the first caller performs it, the others wait for its answer or its error.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 from daxd.accelerator import Accelerator, Plan
 from daxd.drivers import run_plan_sync, step
+from daxd.flights import Flights
 from daxd.messages import Call, Response
 from daxd.model.errors import DaxdError
 
 Perform = Callable[[Call], bytes]
-
-
-class _Flight:
-    """One upstream call in progress, awaited by the callers that share it."""
-
-    __slots__ = ("done", "error", "reply")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.reply: bytes = b""
-        self.error: BaseException | None = None
-
-    def wait(self) -> bytes:
-        self.done.wait()
-        if self.error is not None:
-            raise self.error
-        return self.reply
 
 
 class ThreadedDriver:
@@ -44,7 +29,7 @@ class ThreadedDriver:
     def __init__(self, accelerator: Accelerator) -> None:
         self.accelerator = accelerator
         self.lock = threading.Lock()
-        self._flights: dict[tuple[str, bytes], _Flight] = {}
+        self._flights: Flights[tuple[str, bytes], Future[bytes]] = Flights(Future)
         #: Entries evicted to stay under the cache size (the store counts only their bytes).
         self.evictions = 0
         if accelerator.store.on_evict is None:
@@ -85,19 +70,15 @@ class ThreadedDriver:
             return perform(call)
         key = (call.operation, call.body)
         with self.lock:
-            flight = self._flights.get(key)
-            leading = flight is None
-            if flight is None:
-                flight = self._flights[key] = _Flight()
+            flight, leading = self._flights.join(key)
         if not leading:
-            return flight.wait()
+            return flight.result()
         try:
-            flight.reply = perform(call)
-            return flight.reply
+            reply = perform(call)
         except BaseException as exc:
-            flight.error = exc
-            raise
-        finally:
             with self.lock:
-                del self._flights[key]
-            flight.done.set()
+                self._flights.land(key, flight, error=exc)
+            raise
+        with self.lock:
+            self._flights.land(key, flight, reply)
+        return reply

@@ -73,10 +73,8 @@ class ScriptedDriver:
             raise result
         return Response(data=dict(result))
 
-    async def handle(self, operation: str, request: dict[str, Any], raw: bytes | None = None) -> Response:
-        if operation == "DescribeTable":  # the schemas above are all the tables there are
-            raise ResourceNotFoundException("Requested resource not found")
-        return self.begin(operation, request, raw)
+    async def table_schema(self, table: str) -> TableSchema:
+        raise ResourceNotFoundException("Requested resource not found")  # the schemas given are all there are
 
 
 class FakeNode:

@@ -156,7 +156,6 @@ class DaxService:
         self.hostname = hostname
         self.availability_zone = availability_zone
         self.schemas = _KeySchemas(self.accelerator.schemas)
-        self._describing: dict[str, asyncio.Future[TableSchema]] = {}
         self._endpoints: dict[tuple[str, int], bytes] = {}
         self._get_items = DecodedGetItems(self.accelerator.schemas)
         self._pages = EncodedPages(attr_lists)
@@ -263,23 +262,8 @@ class DaxService:
         return encode_attribute_list_id(self.attr_lists.id_for(event.attribute_names))
 
     async def describe(self, table: str) -> TableSchema:
-        """The table's schema from upstream, once however many connections ask at the same time."""
-        flight = self._describing.get(table)
-        if flight is not None:
-            return await asyncio.shield(flight)
-        flight = self._describing[table] = asyncio.get_running_loop().create_future()
-        try:
-            response = await self.driver.handle("DescribeTable", {"TableName": table})
-            schema = TableSchema.from_description(response.data["Table"])
-            self.accelerator.schemas[table] = schema
-            flight.set_result(schema)
-            return schema
-        except BaseException as exc:
-            flight.set_exception(exc)
-            flight.exception()  # retrieved: there may be no other waiter
-            raise
-        finally:
-            del self._describing[table]
+        """The table's schema, learned through the Accelerator (one DescribeTable however many ask at once)."""
+        return await self.driver.table_schema(table)
 
     # -- data plane ---------------------------------------------------------
 
