@@ -35,11 +35,6 @@ class AsyncUpstream(Protocol):
 
 T = TypeVar("T")
 
-#: A first call already on its way (:meth:`AsyncDriver._send_now`): an identical call's flight to
-#: join, or our own request with the flight it settles (None if the call is not shared).
-Started = asyncio.Future[bytes] | tuple[Sent, asyncio.Future[bytes] | None]
-
-
 class AsyncDriver:
     """Runs plans on an event loop against an async upstream."""
 
@@ -69,9 +64,9 @@ class AsyncDriver:
         Answering hits synchronously lets a front end skip creating a task.
         Raises the DaxdError the client should see.
         """
-        return self.start(self.accelerator.plan(operation, request, raw))
+        return self.begin_plan(self.accelerator.plan(operation, request, raw))
 
-    def start(self, plan: Plan) -> Response | Coroutine[Any, Any, Response]:
+    def begin_plan(self, plan: Plan) -> Response | Coroutine[Any, Any, Response]:
         """:meth:`begin` for a plan the caller already has (:meth:`Accelerator.get_item_at`)."""
         outcome = step(plan)
         if isinstance(outcome, Response):
@@ -80,7 +75,7 @@ class AsyncDriver:
             return self._finish(plan, outcome)
         return self._finish(plan, outcome, self._send_now(outcome))
 
-    async def handle(self, operation: str, request: dict[str, Any], raw: bytes | None = None) -> Response:
+    async def answer(self, operation: str, request: dict[str, Any], raw: bytes | None = None) -> Response:
         """Answer one operation; raises the DaxdError the client should see."""
         outcome = self.begin(operation, request, raw)
         return outcome if isinstance(outcome, Response) else await outcome
@@ -90,43 +85,37 @@ class AsyncDriver:
         plan = self.accelerator.table_schema(table)
         return await self._finish(plan, step(plan))
 
-    def _send_now(self, call: Call) -> Started | None:
-        """Put a plan's first call on the wire before any coroutine or task exists for it.
+    def _send_now(self, call: Call) -> Awaitable[bytes] | None:
+        """Put a plan's first call on the wire before any coroutine or task exists for it: its answer, to await.
 
         The front end's set-up then overlaps the upstream's work instead of
-        delaying the request (the miss path's latency is mostly CPU here).
-        None: no idle upstream connection; the coroutine sends it as usual.
+        delaying the request (the miss path's latency is mostly CPU here). An
+        identical shared call already in the air is joined instead. None: no
+        idle upstream connection; :meth:`_finish` sends it as usual.
         """
         key = (call.operation, call.body)
         if call.shared and (flight := self._flights.get(key)) is not None:
-            return flight
+            return asyncio.shield(flight)
         sent = self.upstream.send_now(call.operation, call.body)
         if sent is None:
             return None
         if not call.shared:
-            return sent, None
+            return self.upstream.finish(sent)
         flight, _ = self._flights.join(key)
-        return sent, flight
+        return self._settle(key, flight, self.upstream.finish(sent))
 
-    async def _finish(self, plan: Generator[Call, bytes, T], outcome: Call | T, started: Started | None = None) -> T:
+    async def _finish(self, plan: Generator[Call, bytes, T], outcome: Call | T,
+                      first: Awaitable[bytes] | None = None) -> T:
+        """Drive the rest of a plan; ``first`` is the answer of its first call if already sent."""
         while isinstance(outcome, Call):
+            pending, first = (self._perform(outcome) if first is None else first), None
             try:
-                reply = await (self._perform(outcome) if started is None else self._complete(outcome, started))
+                reply = await pending
             except DaxdError as exc:
                 outcome = step(plan, error=exc)
                 continue
-            finally:
-                started = None
             outcome = step(plan, reply)
         return outcome
-
-    def _complete(self, call: Call, started: Started) -> Awaitable[bytes]:
-        """The answer of a call :meth:`_send_now` started."""
-        if isinstance(started, asyncio.Future):
-            return asyncio.shield(started)
-        sent, flight = started
-        reply = self.upstream.finish(sent)
-        return reply if flight is None else self._settle((call.operation, call.body), flight, reply)
 
     def _perform(self, call: Call) -> Awaitable[bytes]:
         """One upstream call; a shared one joins an identical call already in flight.

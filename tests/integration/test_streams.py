@@ -35,7 +35,7 @@ class Rig:
     upstream: Upstream
 
     async def get(self, table: str, key: dict[str, Any]) -> dict[str, Any]:
-        return (await self.driver.handle("GetItem", {"TableName": table, "Key": key})).data
+        return (await self.driver.answer("GetItem", {"TableName": table, "Key": key})).data
 
     def cached(self, table: str, key: dict[str, Any]) -> Any:
         entry = self.acc.items.get(table, canonical_key(key))
@@ -98,11 +98,11 @@ async def test_bypass_update_image_is_exactly_what_dynamodb_returns(rig: Rig, dd
 async def test_query_entries_are_invalidated_by_bypass_writes(rig: Rig, ddb: Any) -> None:
     table = create_table(ddb, stream=True)
     query = {"TableName": table, "KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"S": "q"}}}
-    assert (await rig.driver.handle("Query", query)).data["Count"] == 0
+    assert (await rig.driver.answer("Query", query)).data["Count"] == 0
     await rig.following(table)
     ddb.put_item(TableName=table, Item=key("q"))
     await until(lambda: rig.cached(table, key("q")) not in ("miss", None), "the write to reach the cache", 2.0)
-    assert (await rig.driver.handle("Query", query)).data["Count"] == 1
+    assert (await rig.driver.answer("Query", query)).data["Count"] == 1
 
 
 async def test_a_table_without_a_stream_is_left_alone(rig: Rig, ddb: Any) -> None:

@@ -91,7 +91,7 @@ class DynamoDBApp:
                 found = self._get_item(request.body)
                 if isinstance(found, CachedItem):
                     return self._ok(Response(body=item_body(found.item)), operation, started)
-                outcome = self.driver.start(found)
+                outcome = self.driver.begin_plan(found)
             else:
                 outcome = self.driver.begin(operation, parse_body(request.body) if data is None else data,
                                             request.body)
