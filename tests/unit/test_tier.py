@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import orjson
@@ -13,9 +14,11 @@ from daxd.cache.generations import Generations
 from daxd.cache.item_cache import ItemCache
 from daxd.cache.stamps import Stamps
 from daxd.cache.store import Store
+from daxd.config import ConfigError, load
 from daxd.drivers import run_plan_sync
 from daxd.messages import Call
 from daxd.model.errors import ConditionalCheckFailedException
+from daxd.tier.client import TlsFiles, primaries_of
 from daxd.tier.shared import (
     DOWN,
     SharedTier,
@@ -250,3 +253,42 @@ def test_while_the_tier_is_down_l1_caches_under_the_degraded_ttl_only() -> None:
     assert (sent.count("GetItem"), sent.count("Query")) == (2, 2)  # but not past the degraded TTL
     acc.shared_tier_lost(False)  # back: L1 dropped, normal TTLs again
     assert len(acc.store) == 0 and acc.items.ttl_cap is None
+
+
+def test_the_primaries_to_track_are_read_from_cluster_nodes() -> None:
+    listing = """\
+a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460
+b2 127.0.0.1:7002@17002 master - 0 1 2 connected 5461-10922
+c3 :7003@17003 master - 0 1 3 connected 10923-16383
+d4 127.0.0.1:7004@17004 slave b2 0 1 2 connected
+e5 127.0.0.1:7005@17005 master,fail - 0 1 5 disconnected
+f6 127.0.0.1:7006@17006,host6 master - 0 1 6 connected
+"""
+    assert primaries_of(listing, "seed") == [("127.0.0.1", 7001), ("127.0.0.1", 7002), ("seed", 7003)]
+
+
+def test_tls_options_follow_the_flags() -> None:
+    assert TlsFiles().options() == {"ssl_cert_reqs": "required", "ssl_check_hostname": True}
+    assert TlsFiles("ca.pem", "c.pem", "k.pem").options() == {
+        "ssl_cert_reqs": "required", "ssl_check_hostname": True, "ssl_ca_certs": "ca.pem",
+        "ssl_certfile": "c.pem", "ssl_keyfile": "k.pem"}
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    ({"valkey": "redis://v:6379", "valkey_ca": "ca.pem"}, "--valkey-ca: only for a TLS Valkey"),
+    ({"valkey": "rediss://v:6379", "valkey_cert": "c.pem"}, "give both"),
+    ({"valkey_cluster": True}, "--valkey-cluster: give --valkey redis://"),
+    ({"valkey": "unix:///tmp/v.sock", "valkey_cluster": True}, "--valkey-cluster: give --valkey"),
+    ({"degraded_ttl": 0.0}, "--degraded-ttl: 0.0 is not between 0 (excluded) and 60"),
+])
+def test_shared_tier_settings_are_checked(flags: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load(flags, {}, None)
+
+
+def test_shared_tier_settings_from_the_environment() -> None:
+    settings = load({}, {"DAXD_VALKEY": "rediss://v:6379", "DAXD_VALKEY_CLUSTER": "true",
+                         "DAXD_VALKEY_CA": "ca.pem", "DAXD_DEGRADED_TTL": "0.25"}, None)
+    assert (settings.valkey_cluster, settings.valkey_ca, settings.degraded_ttl) == (True, "ca.pem", 0.25)
+    with pytest.raises(ConfigError, match="DAXD_VALKEY_CLUSTER: 'maybe' is not true or false"):
+        load({}, {"DAXD_VALKEY": "redis://v:6379", "DAXD_VALKEY_CLUSTER": "maybe"}, None)
