@@ -353,6 +353,7 @@ class Accelerator:
         assert self.tier is not None
         looked = yield from self.tier.lookup(table, key)
         if looked.found:
+            self.metrics.tier_hit("GetItem")
             self.items.fill(table, key, "", looked.item, token)
             return Response(body=item_body(looked.item))
         if looked.recent or self._refill_consistently(table, key):
@@ -363,9 +364,16 @@ class Accelerator:
         data = orjson.loads(body)
         item = data.get("Item")
         image = None if item is None else dumps(item)
-        if (yield from self.tier.fill(table, key, looked, image)):
-            self.items.fill(table, key, "", image, token)
+        if looked.down or (yield from self.tier.fill(table, key, looked, image, self.policy(table).item_ttl)):
+            self.items.fill(table, key, "", image, token)  # tier down: for --degraded-ttl at most
         return Response(body=body, data=data)
+
+    def shared_tier_lost(self, down: bool) -> None:
+        """The shared tier went down (True) or is back (False): either way this process may have missed
+        invalidations, so its entries go; while it is down new ones live ``degraded_ttl`` seconds at most."""
+        self.drop_entries()
+        cap = self.tier.degraded_ttl if down and self.tier is not None else None
+        self.items.ttl_cap = self.queries.ttl_cap = cap
 
     def apply_invalidation(self, name: bytes | None) -> None:
         """A key the shared tier reports changed (None: all of them): drop this process's copies.
@@ -483,9 +491,17 @@ class Accelerator:
         self.metrics.query_miss(operation, table)
         self.see_table(table)
         token = self.queries.token(table, partition)
+        tier, looked = self.tier, None
+        if tier is not None:
+            looked = yield from tier.page_lookup(table, partition, request_key)
+            if looked.found and looked.item is not None:
+                self.metrics.tier_hit(operation)
+                self.queries.fill(table, request_key, partition, looked.item, token)
+                return Response(body=_with_capacity(looked.item, table, req.get("ReturnConsumedCapacity")))
         since = self._window_start()
         upgraded = not req.get("IndexName") and (self.queries.changed_since(table, partition, since)
-                                                 or self.flushes.bumped_since(table, since))
+                                                 or self.flushes.bumped_since(table, since)
+                                                 or (looked is not None and looked.recent))
         if upgraded:
             req, raw = {**req, "ConsistentRead": True}, None
         body = yield from self._send(operation, req, raw, shared=True)
@@ -495,7 +511,9 @@ class Accelerator:
             stored = dumps({k: v for k, v in data.items() if k != "ConsumedCapacity"})
             if upgraded:
                 body = dumps(_as_eventually_consistent(data))
-        self.queries.fill(table, request_key, partition, stored, token)
+        if tier is None or looked is None or looked.down or (yield from tier.page_fill(
+                table, partition, request_key, looked, stored, self.policy(table).query_ttl)):
+            self.queries.fill(table, request_key, partition, stored, token)
         return Response(body=body, data=data)
 
     # -- writes -------------------------------------------------------------

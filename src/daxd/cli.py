@@ -30,6 +30,7 @@ OPTION_GROUPS = (
     ("Upstream", ("upstream", "region", "profile", "upstream_timeout", "upstream_max_attempts",
                   "upstream_max_connections", "control_plane")),
     ("Cluster", ("workers", "valkey", "peers", "advertise", "node_id", "health_interval")),
+    ("Shared tier", ("valkey_cluster", "valkey_ca", "valkey_cert", "valkey_key", "degraded_ttl")),
     ("Security", ("auth_keys", "tls_cert", "tls_key")),
     ("Operations", ("config_file", "log_level", "log_format", "shutdown_grace", "help")),
 )
@@ -148,7 +149,16 @@ def main() -> None:
 @click.option("--health-interval", type=float, help="Seconds between health probes of each peer (default 1).")
 @click.option("--workers", type=int, help="Worker processes sharing the ports and one cache (default 1); more "
               "than one starts an embedded Valkey for the shared tier unless --valkey is given.")
-@click.option("--valkey", help="Valkey/Redis URL of the shared cache tier (redis://host:port, unix:///path).")
+@click.option("--valkey", help="Valkey/Redis URL of the shared cache tier (redis://host:port, rediss:// for "
+              "TLS, unix:///path).")
+@click.option("--valkey-cluster", is_flag=True, default=None,
+              help="The Valkey is in cluster mode; --valkey names any node of it.")
+@click.option("--valkey-ca", metavar="FILE", help="PEM CA bundle verifying a rediss:// Valkey (default: the system's).")
+@click.option("--valkey-cert", metavar="FILE",
+              help="PEM client certificate for a rediss:// Valkey (with --valkey-key).")
+@click.option("--valkey-key", metavar="FILE", help="PEM private key of --valkey-cert.")
+@click.option("--degraded-ttl", type=float, help="Seconds an entry may stay in this process's cache while the "
+              "shared tier is unreachable (default 1).")
 def serve(config_file: Path | None, **flags: Any) -> None:
     """Run a daxd node."""
     try:

@@ -113,6 +113,15 @@ class Settings:
     workers: int = 1
     #: URL of the Valkey holding the shared second tier (None: embedded when workers > 1, else none).
     valkey: str | None = None
+    #: The Valkey is a cluster (``--valkey`` names any node of it).
+    valkey_cluster: bool = False
+    #: PEM CA bundle verifying a ``rediss://`` Valkey (None: the system's).
+    valkey_ca: str | None = None
+    #: PEM client certificate and key for a ``rediss://`` Valkey that asks for one (mutual TLS).
+    valkey_cert: str | None = None
+    valkey_key: str | None = None
+    #: Seconds an L1 entry may live while the shared tier is unreachable.
+    degraded_ttl: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("http_port", "dax_port", "admin_port", "dax_tls_port", "http_tls_port"):
@@ -145,6 +154,7 @@ class Settings:
             raise ConfigError(f"workers: {self.workers} is not between 1 and 64")
         if self.valkey is not None and not re.match(r"^(redis|rediss|valkey|valkeys|unix)://", self.valkey):
             raise ConfigError(f"valkey: {self.valkey!r} is not a redis://, rediss://, valkey:// or unix:// URL")
+        self._check_valkey()
         if self.peers and (self.valkey is not None or self.workers > 1):
             raise ConfigError("peers: nodes sharing a Valkey find each other through it; "
                               "--peers cannot be combined with --valkey or --workers")
@@ -159,6 +169,19 @@ class Settings:
                 raise ConfigError(f"{name}: must be at least {least} bytes")
         if not (self.upstream in ("embedded", "aws") or re.match(r"^https?://", self.upstream)):
             raise ConfigError(f"upstream: {self.upstream!r} is not a URL (http://host:port), 'aws' or 'embedded'")
+
+    def _check_valkey(self) -> None:
+        tls = self.valkey is not None and re.match(r"^(rediss|valkeys)://", self.valkey) is not None
+        if self.valkey_cluster and (self.valkey is None or self.valkey.startswith("unix://")):
+            raise ConfigError("valkey_cluster: give --valkey redis://HOST:PORT (or rediss://) of any node "
+                              "of the cluster")
+        for name in ("valkey_ca", "valkey_cert", "valkey_key"):
+            if getattr(self, name) is not None and not tls:
+                raise ConfigError(f"{name}: only for a TLS Valkey: give --valkey rediss://HOST:PORT")
+        if (self.valkey_cert is None) != (self.valkey_key is None):
+            raise ConfigError("valkey_cert and valkey_key: give both (a PEM client certificate and its key) or neither")
+        if not 0 < self.degraded_ttl <= 60:
+            raise ConfigError(f"degraded_ttl: {self.degraded_ttl} is not between 0 (excluded) and 60 seconds")
 
 
 _FIELDS = {f.name: f for f in fields(Settings)}
@@ -181,12 +204,25 @@ def _coerce(name: str, value: Any) -> Any:
             return int(value)
         if kind == "float":
             return float(value)
+        if kind == "bool":
+            return _boolean(value)
         return None if value is None else str(value)
     except ConfigError:
         raise
     except (TypeError, ValueError):
-        expected = {"int": "a whole number", "float": "a number"}.get(str(kind), str(kind))
+        expected = {"int": "a whole number", "float": "a number", "bool": "true or false"}.get(str(kind), str(kind))
         raise ConfigError(f"{name}: {value!r} is not {expected}") from None
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)
 
 
 def env_settings(environ: Mapping[str, str]) -> dict[str, Any]:

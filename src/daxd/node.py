@@ -45,7 +45,7 @@ from daxd.frontends.listener import Limits, ListenerCollector, ListenerState, Re
 from daxd.observability import Metrics
 from daxd.policy import TablePolicies
 from daxd.stats import Sampler
-from daxd.tier.client import ValkeyTier
+from daxd.tier.client import TlsFiles, ValkeyTier
 from daxd.tier.members import ValkeyMembers
 from daxd.tier.shared import SharedTier
 from daxd.upstream import health as upstream_health
@@ -356,11 +356,13 @@ class Node:
     async def _connect_tier(self, url: str) -> None:
         """The shared second tier: the Accelerator yields its calls, :class:`ValkeyTier` performs them."""
         accelerator = self.accelerator
-        shared = SharedTier(item_ttl=self.settings.item_ttl, consistent_window=self.settings.consistent_window)
+        s = self.settings
+        shared = SharedTier(item_ttl=s.item_ttl, consistent_window=s.consistent_window, degraded_ttl=s.degraded_ttl,
+                            item_ttl_of=lambda table: accelerator.policy(table).item_ttl)
         accelerator.tier = shared
         accelerator.on_write = shared.outbox.extend
-        self.tier = ValkeyTier(url, on_invalidate=accelerator.apply_invalidation,
-                               on_lost=accelerator.drop_entries)
+        self.tier = ValkeyTier(url, on_invalidate=accelerator.apply_invalidation, on_lost=accelerator.shared_tier_lost,
+                               cluster=s.valkey_cluster, tls=TlsFiles(s.valkey_ca, s.valkey_cert, s.valkey_key))
         self.tier.start()
         if not await self.tier.wait_connected(5.0):
             log.warning("shared tier %s not reachable yet (%s): serving from DynamoDB until it is",

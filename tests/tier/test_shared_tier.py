@@ -6,6 +6,7 @@ Local, daxd nodes as child processes; the fault proxy stages a fill/write race.
 
 from __future__ import annotations
 
+import re
 import signal
 import threading
 import time
@@ -19,6 +20,7 @@ import valkey
 
 from daxd.model.keys import canonical_key
 from daxd.tier.server import EmbeddedValkey
+from daxd.tier.shared import item_keys
 from tests.cluster.conftest import endpoints
 from tests.faultproxy import ThreadedFaultProxy
 from tests.harness import DaxdNode, DynamoDBLocal, create_table, free_port, wait_until
@@ -32,7 +34,7 @@ def valkey_server() -> Iterator[EmbeddedValkey]:
 
 
 def item_name(table: str, pk: str, sk: int) -> bytes:
-    return b"dx:i:" + table.encode() + b"\x00" + canonical_key({"pk": {"S": pk}, "sk": {"N": str(sk)}})
+    return item_keys(table, canonical_key({"pk": {"S": pk}, "sk": {"N": str(sk)}}))[0]
 
 
 def value_of(client: Any, table: str, pk: str = "k", sk: int = 1) -> str | None:
@@ -74,7 +76,7 @@ def test_a_write_through_one_node_reaches_the_other_and_the_item_is_stored_once(
     assert value_of(c1, table) == "v2"
     c1.delete_item(TableName=table, Key={"pk": {"S": "k"}, "sk": {"N": "1"}})
     wait_until(lambda: value_of(c2, table) is None, 10, "node 2 to see node 1's delete")
-    assert len(store.keys(b"dx:i:" + table.encode() + b"*")) == 1   # one negative entry, shared
+    assert len(store.keys(b"dx:i:{" + table.encode() + b"*")) == 1  # one negative entry, shared
     store.close()
 
 
@@ -175,3 +177,118 @@ def test_nodes_on_one_valkey_find_each_other_and_a_dead_node_drops_out(
                "both nodes to advertise both")
     n2.stop(signal.SIGKILL)
     wait_until(lambda: advertised(n1) == {n1.ports["dax"]}, 10, "the killed node to drop out")
+
+
+def tier_hits(node: DaxdNode, operation: str) -> float:
+    """The node's count of L1 misses answered from the shared tier, for one operation."""
+    with urllib.request.urlopen(node.admin + "/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    pattern = r'^daxd_shared_tier_hits_total\{operation="' + operation + r'"\} (\S+)$'
+    found = re.search(pattern, text, re.MULTILINE)
+    return 0.0 if found is None else float(found.group(1))
+
+
+def query_values(client: Any, table: str, operation: str) -> list[str]:
+    if operation == "Query":
+        page = client.query(TableName=table, KeyConditionExpression="pk = :p",
+                            ExpressionAttributeValues={":p": {"S": "k"}})
+    else:
+        page = client.scan(TableName=table)
+    return sorted(str(item["v"]["S"]) for item in page["Items"] if item["pk"]["S"] == "k")
+
+
+@pytest.mark.parametrize("operation", ["Query", "Scan"])
+def test_a_page_cached_through_one_node_is_served_by_the_other_and_a_write_reaches_both(
+        start_node: Callable[..., DaxdNode], valkey_server: EmbeddedValkey, table: str, ddb: Any,
+        operation: str) -> None:
+    n1, n2 = start_node("--valkey", valkey_server.url), start_node("--valkey", valkey_server.url)
+    c1, c2 = n1.client(), n2.client()
+    put(ddb, table, "a", sk=1)
+    assert query_values(c1, table, operation) == ["a"]              # node 1: L1 miss, L2 miss, DynamoDB, both filled
+    assert tier_hits(n1, operation) == 0
+    put(ddb, table, "b", sk=2)                                      # around daxd: only a cached page can omit it
+    assert query_values(c2, table, operation) == ["a"]              # node 2's L1 miss is an L2 hit
+    assert tier_hits(n2, operation) == 1
+    assert query_values(c2, table, operation) == ["a"]              # then its own L1
+    assert tier_hits(n2, operation) == 1
+    put(c2, table, "c", sk=3)                                       # through node 2: the page's generation moves
+    assert query_values(c2, table, operation) == ["a", "b", "c"]    # at once on the writer
+    wait_until(lambda: query_values(c1, table, operation) == ["a", "b", "c"], 10,
+               "node 1's cached page to be invalidated by the push")
+    assert tier_hits(n1, operation) == 1                            # the page node 2 refilled after its write
+    put(c1, table, "d", sk=3)                                       # and the other way round
+    assert query_values(c1, table, operation) == ["a", "b", "d"]
+    wait_until(lambda: query_values(c2, table, operation) == ["a", "b", "d"], 10, "node 2 to see node 1's write")
+
+
+def test_valkey_stopped_and_killed_under_a_read_write_loop_no_read_after_recovery_is_stale(
+        start_node: Callable[..., DaxdNode], valkey_server: EmbeddedValkey, table: str) -> None:
+    """Writes acknowledged while Valkey is unreachable are never hidden by older copies once it is back."""
+    nodes = [start_node("--valkey", valkey_server.url, "--degraded-ttl", "0.5") for _ in range(2)]
+    writers, readers = [n.client() for n in nodes], [n.client() for n in nodes]
+    keys = range(3)
+    acknowledged = {sk: 0 for sk in keys}           # the last value acknowledged per key (one writer: increasing)
+    during: dict[int, int] = {}                     # the last value acknowledged while Valkey was down
+    phase = {"down": False, "recovered_at": float("inf")}
+    stale: list[str] = []
+    reads_after = [0]
+    stop = threading.Event()
+
+    def write_loop() -> None:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            sk = i % len(keys)
+            put(writers[i % 2], table, str(i), sk=sk)
+            acknowledged[sk] = i
+            if phase["down"]:
+                during[sk] = i
+
+    def read_loop(client: Any) -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            floor = dict(during) if started > phase["recovered_at"] else None
+            got = {sk: value_of(client, table, sk=sk) for sk in keys}
+            page = client.query(TableName=table, KeyConditionExpression="pk = :p",
+                                ExpressionAttributeValues={":p": {"S": "k"}})
+            queried = {int(item["sk"]["N"]): item["v"]["S"] for item in page["Items"]}
+            if floor is None:
+                continue
+            reads_after[0] += 1
+            for sk, least in floor.items():
+                for how, value in (("GetItem", got.get(sk)), ("Query", queried.get(sk))):
+                    if value is None or int(value) < least:
+                        stale.append(f"{how} of key {sk} read {value} after recovery; {least} was acknowledged "
+                                     "during the outage")
+
+    threads = [threading.Thread(target=write_loop)] + [threading.Thread(target=read_loop, args=(c,)) for c in readers]
+    for thread in threads:
+        thread.start()
+    try:
+        for outage in ("stop", "kill"):
+            wait_until(lambda: all(acknowledged.values()), 20, "every key to be written")
+            assert valkey_server.process is not None
+            if outage == "stop":
+                valkey_server.process.send_signal(signal.SIGSTOP)   # unreachable, its data kept
+            else:
+                valkey_server.kill()                                # a crash: connections reset, data lost
+            wait_until(lambda: all(ready(n)["reason"].startswith("degraded: shared tier down") for n in nodes), 20,
+                       "both nodes to report the shared tier down")
+            phase["down"], phase["recovered_at"] = True, float("inf")
+            during.clear()
+            wait_until(lambda: len(during) == len(keys), 20, "writes to every key during the outage")
+            if outage == "stop":
+                valkey_server.process.send_signal(signal.SIGCONT)
+            else:
+                valkey_server.start()
+            wait_until(lambda: all(ready(n)["reason"] == "ok" for n in nodes), 20, "both nodes back")
+            phase["down"], phase["recovered_at"] = False, time.monotonic()
+            target = reads_after[0] + 10
+            wait_until(lambda target=target: reads_after[0] >= target, 30, "reads after recovery")  # type: ignore[misc]
+    finally:
+        stop.set()
+        if valkey_server.process is not None and valkey_server.alive():
+            valkey_server.process.send_signal(signal.SIGCONT)
+        for thread in threads:
+            thread.join(30)
+    assert stale == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import orjson
@@ -13,10 +14,23 @@ from daxd.cache.generations import Generations
 from daxd.cache.item_cache import ItemCache
 from daxd.cache.stamps import Stamps
 from daxd.cache.store import Store
+from daxd.config import ConfigError, load
 from daxd.drivers import run_plan_sync
 from daxd.messages import Call
 from daxd.model.errors import ConditionalCheckFailedException
-from daxd.tier.shared import DOWN, SharedTier, TierCall, decode_lookup, encode_lookup, parse_invalidation
+from daxd.tier.client import TlsFiles, primaries_of
+from daxd.tier.shared import (
+    DOWN,
+    SharedTier,
+    TierCall,
+    decode_lookup,
+    decode_page,
+    encode_lookup,
+    item_keys,
+    page_key,
+    parse_invalidation,
+    query_generation,
+)
 
 SCHEMA = orjson.dumps({"Table": {"TableName": "T", "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
                                  "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}]}})
@@ -32,14 +46,33 @@ def test_lookup_answers_round_trip() -> None:
 
 
 def test_pushed_names_map_to_what_they_invalidate() -> None:
-    item = parse_invalidation(b"dx:g:Music\x00" + b"key\x00bytes")
-    assert item is not None and (item.table, item.key, item.queries) == ("Music", b"key\x00bytes", False)
-    part = parse_invalidation(b"dx:q:p:Music\x00p1")
-    assert part is not None and (part.table, part.partition, part.queries) == ("Music", b"p1", True)
-    table = parse_invalidation(b"dx:q:t:Music")
-    assert table is not None and (table.partition, table.queries) == (None, True)
-    assert parse_invalidation(b"dx:i:Music\x00k") is None
+    key = b'{"pk":{"S":"a}b"}}'
+    item = parse_invalidation(item_keys("Music", key)[1])
+    assert item is not None and (item.table, item.key, item.queries) == ("Music", key, False)
+    part = parse_invalidation(query_generation("Music", b'{"S":"p}1"}')[0])
+    assert part is not None and (part.table, part.partition, part.queries) == ("Music", b'{"S":"p}1"}', True)
+    assert parse_invalidation(query_generation("Music", None)[0]) is None  # not tracked: partitions say it all
+    assert parse_invalidation(item_keys("Music", key)[0]) is None
+    assert parse_invalidation(b"dx:g:no-tag") is None
     assert parse_invalidation(b"other") is None
+
+
+def slot_tag(name: bytes) -> bytes:
+    """The part of a key Valkey cluster hashes: between the first { and the first } after it."""
+    start = name.index(b"{")
+    return name[start + 1:name.index(b"}", start)]
+
+
+def test_keys_one_script_or_mget_touches_share_a_hash_tag() -> None:
+    key = b'{"pk":{"S":"x"},"sk":{"N":"1"}}'
+    assert len({slot_tag(name) for name in item_keys("T", key)}) == 1
+    other = item_keys("T", b'{"pk":{"S":"x"},"sk":{"N":"2"}}')
+    assert slot_tag(other[0]) != slot_tag(item_keys("T", key)[0])  # one partition still spreads over shards
+    for partition in (b'{"S":"x"}', None):
+        generation, marker = query_generation("T", partition)
+        page = page_key("T", partition, b'Query{"TableName":"T"}')
+        assert len({slot_tag(generation), slot_tag(marker), slot_tag(page)}) == 1
+    assert page_key("T", None, b"Scan{}") != page_key("T", None, b"Scan{ }")
 
 
 def _tiered() -> tuple[Accelerator, SharedTier]:
@@ -62,9 +95,9 @@ def test_a_write_commits_its_changes_to_the_tier_before_it_answers() -> None:
     assert [c.operation for c in calls] == ["DescribeTable", "PutItem", "tier.commit"]
     commit = calls[-1]
     assert isinstance(commit, TierCall)
-    ((names, (mode, value, ttl, window)),) = commit.args
-    assert names[0].startswith(b"dx:i:T\x00") and names[1].startswith(b"dx:g:T\x00")
-    assert names[3].startswith(b"dx:q:p:T\x00")
+    ((names, (mode, value, ttl, window)),), bumps, _ = commit.args
+    assert names == item_keys("T", b'{"pk":{"S":"a"}}')
+    assert bumps == (query_generation("T", b'{"S":"a"}'), query_generation("T", None))
     assert (mode, orjson.loads(value[1:]), ttl, window) == (b"s", {"pk": {"S": "a"}, "n": {"N": "1.5"}}, "300000", "5000")
 
 
@@ -81,7 +114,7 @@ def test_a_failed_write_still_evicts_in_the_tier_then_fails() -> None:
     with pytest.raises(ConditionalCheckFailedException):
         run_plan_sync(acc.plan("PutItem", {"TableName": "T", "Item": {"pk": {"S": "a"}}}), perform)
     assert calls[-1].operation == "tier.commit"
-    assert calls[-1].args[0][1][0] == b"e"  # type: ignore[attr-defined]
+    assert calls[-1].args[0][0][1][0] == b"e"  # type: ignore[attr-defined]
     assert tier.outbox == []
 
 
@@ -146,3 +179,116 @@ def test_stamps_never_repeat_for_one_worker(tmp_path: Path) -> None:
         value = table.read("T", b"k")
         assert value not in seen and value & 0xFF == 3
         seen.add(value)
+
+
+QUERY = {"TableName": "T", "KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"S": "a"}}}
+PAGE = b'{"Items":[{"pk":{"S":"a"}}],"Count":1,"ScannedCount":1}'
+
+
+def test_a_query_page_is_served_from_the_tier_only_under_its_current_generation() -> None:
+    acc, _ = _tiered()
+    seen: list[Call] = []
+    answers = {"DescribeTable": SCHEMA, "tier.get": encode_lookup(b"7|" + PAGE, b"7", None)}
+
+    def perform(call: Call) -> bytes:
+        seen.append(call)
+        return answers[call.operation]
+
+    assert run_plan_sync(acc.plan("Query", QUERY), perform).body == PAGE
+    assert seen[-1].args[1] == query_generation("T", b'{"S":"a"}')[0]  # type: ignore[attr-defined]
+    assert acc.metrics.counts["daxd_shared_tier_hits"] == {"Query": 1}
+    assert run_plan_sync(acc.plan("Query", QUERY), perform).body == PAGE
+    assert [c.operation for c in seen].count("tier.get") == 1  # the second was an L1 hit
+    stale = decode_page(encode_lookup(b"7|" + PAGE, b"8", b"1"))  # a write bumped it since the page was filled
+    assert (stale.found, stale.generation, stale.recent) == (False, b"8", True)
+
+
+def test_a_query_page_fill_is_guarded_and_refused_fills_stay_out_of_l1() -> None:
+    acc, _ = _tiered()
+    seen: list[Call] = []
+    answers = {"DescribeTable": SCHEMA, "tier.get": encode_lookup(None, b"3", b"1"), "Query": PAGE, "Scan": PAGE,
+               "tier.page_fill": b"0"}
+
+    def perform(call: Call) -> bytes:
+        seen.append(call)
+        return answers[call.operation]
+
+    run_plan_sync(acc.plan("Query", QUERY), perform)
+    query = next(c for c in seen if c.operation == "Query")
+    assert orjson.loads(query.body)["ConsistentRead"] is True  # the partition was written recently somewhere
+    fill = seen[-1]
+    assert fill.operation == "tier.page_fill"
+    (page, generation), (token, value, ttl) = fill.args  # type: ignore[attr-defined]
+    request = b"Query" + orjson.dumps(QUERY, option=orjson.OPT_SORT_KEYS)
+    assert (page, generation) == (page_key("T", b'{"S":"a"}', request), query_generation("T", b'{"S":"a"}')[0])
+    assert (token, value, ttl) == (b"3", b"3|" + PAGE, "300000")
+    run_plan_sync(acc.plan("Scan", {"TableName": "T"}), perform)
+    assert seen[-1].args[0][0].startswith(b"dx:qs:{T}")  # type: ignore[attr-defined]  # a Scan depends on the table
+    run_plan_sync(acc.plan("Query", QUERY), perform)
+    assert [c.operation for c in seen].count("Query") == 2  # the refused fill was not kept in L1
+
+
+def test_while_the_tier_is_down_l1_caches_under_the_degraded_ttl_only() -> None:
+    now = [0.0]
+    acc = Accelerator(CacheSettings(), timer=lambda: now[0])
+    tier = SharedTier(item_ttl=300, consistent_window=5, degraded_ttl=1.0)
+    acc.tier = tier
+    acc.on_write = tier.outbox.extend
+    acc.shared_tier_lost(True)
+    upstream = {"GetItem": b'{"Item":{"pk":{"S":"a"}}}', "DescribeTable": SCHEMA, "Query": PAGE}
+    sent: list[str] = []
+
+    def perform(call: Call) -> bytes:
+        sent.append(call.operation)
+        return DOWN if isinstance(call, TierCall) else upstream[call.operation]
+
+    request = {"TableName": "T", "Key": {"pk": {"S": "a"}}}
+    for _ in range(2):
+        run_plan_sync(acc.plan("GetItem", request), perform)
+        run_plan_sync(acc.plan("Query", QUERY), perform)
+    assert (sent.count("GetItem"), sent.count("Query")) == (1, 1)  # cached in L1 meanwhile
+    now[0] = 1.5
+    run_plan_sync(acc.plan("GetItem", request), perform)
+    run_plan_sync(acc.plan("Query", QUERY), perform)
+    assert (sent.count("GetItem"), sent.count("Query")) == (2, 2)  # but not past the degraded TTL
+    acc.shared_tier_lost(False)  # back: L1 dropped, normal TTLs again
+    assert len(acc.store) == 0 and acc.items.ttl_cap is None
+
+
+def test_the_primaries_to_track_are_read_from_cluster_nodes() -> None:
+    listing = """\
+a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460
+b2 127.0.0.1:7002@17002 master - 0 1 2 connected 5461-10922
+c3 :7003@17003 master - 0 1 3 connected 10923-16383
+d4 127.0.0.1:7004@17004 slave b2 0 1 2 connected
+e5 127.0.0.1:7005@17005 master,fail - 0 1 5 disconnected
+f6 127.0.0.1:7006@17006,host6 master - 0 1 6 connected
+"""
+    assert primaries_of(listing, "seed") == [("127.0.0.1", 7001), ("127.0.0.1", 7002), ("seed", 7003)]
+
+
+def test_tls_options_follow_the_flags() -> None:
+    assert TlsFiles().options() == {"ssl_cert_reqs": "required", "ssl_check_hostname": True}
+    assert TlsFiles("ca.pem", "c.pem", "k.pem").options() == {
+        "ssl_cert_reqs": "required", "ssl_check_hostname": True, "ssl_ca_certs": "ca.pem",
+        "ssl_certfile": "c.pem", "ssl_keyfile": "k.pem"}
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    ({"valkey": "redis://v:6379", "valkey_ca": "ca.pem"}, "--valkey-ca: only for a TLS Valkey"),
+    ({"valkey": "rediss://v:6379", "valkey_cert": "c.pem"}, "give both"),
+    ({"valkey_cluster": True}, "--valkey-cluster: give --valkey redis://"),
+    ({"valkey": "unix:///tmp/v.sock", "valkey_cluster": True}, "--valkey-cluster: give --valkey"),
+    ({"degraded_ttl": 0.0}, "--degraded-ttl: 0.0 is not between 0 (excluded) and 60"),
+])
+def test_shared_tier_settings_are_checked(flags: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load(flags, {}, None)
+
+
+def test_shared_tier_settings_from_the_environment() -> None:
+    settings = load({}, {"DAXD_VALKEY": "rediss://v:6379", "DAXD_VALKEY_CLUSTER": "true",
+                         "DAXD_VALKEY_CA": "ca.pem", "DAXD_DEGRADED_TTL": "0.25"}, None)
+    assert (settings.valkey_cluster, settings.valkey_ca, settings.degraded_ttl) == (True, "ca.pem", 0.25)
+    with pytest.raises(ConfigError, match="DAXD_VALKEY_CLUSTER: 'maybe' is not true or false"):
+        load({}, {"DAXD_VALKEY": "redis://v:6379", "DAXD_VALKEY_CLUSTER": "maybe"}, None)

@@ -47,6 +47,9 @@ class ItemCache:
         self.keys = Generations()
         #: Write stamps shared with the node's other worker processes (None: a single process).
         self.stamps: Stamps | None = None
+        #: While set, no entry lives longer than this many seconds (the shared tier is down: L1 can
+        #: hear no invalidations, so it caches only briefly; see daxd.tier.client).
+        self.ttl_cap: float | None = None
         self._projections: dict[tuple[str, bytes], set[str]] = {}
 
     def get(self, table: str, key: bytes, projection: str = "") -> CachedItem | None:
@@ -116,6 +119,13 @@ class ItemCache:
             item = compact(item)
         size = len(key) + len(projection) + (len(item) if item is not None else 0)
         store_key = ("i", table, key, projection)
-        ttl = self.ttl if self.ttl_of is None else self.ttl_of(table)
+        ttl = capped(self.ttl if self.ttl_of is None else self.ttl_of(table), self.ttl_cap)
         stamp = self.stamps.read(table, key) if self.stamps is not None else 0
         return self.store.put(store_key, CachedItem(item, store_key, stamp), size, ttl)
+
+
+def capped(ttl: float, cap: float | None) -> float:
+    """A TTL no longer than ``cap`` (None: no cap); 0 means no expiry, so a cap replaces it."""
+    if cap is None:
+        return ttl
+    return min(ttl, cap) if ttl else cap

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from daxd.cache.generations import Generations
+from daxd.cache.item_cache import capped
 from daxd.cache.stamps import Stamps
 from daxd.cache.store import Store
 from daxd.model.keys import compact
@@ -50,6 +51,8 @@ class QueryCache:
         self.tables = Generations()
         #: Write stamps shared with the node's other worker processes (None: a single process).
         self.stamps: Stamps | None = None
+        #: While set, no page lives longer than this many seconds (see :attr:`ItemCache.ttl_cap`).
+        self.ttl_cap: float | None = None
 
     @property
     def enabled(self) -> bool:
@@ -77,7 +80,7 @@ class QueryCache:
         if token != self.token(table, partition):
             return False
         request, page = compact(request), CachedPage(compact(body), token)
-        ttl = self.ttl if self.ttl_of is None else self.ttl_of(table)
+        ttl = capped(self.ttl if self.ttl_of is None else self.ttl_of(table), self.ttl_cap)
         return self.store.put(("q", table, request), page, len(request) + len(body), ttl)
 
     def invalidate(self, table: str, partition: bytes | None, *, share: bool = True) -> None:

@@ -81,7 +81,8 @@ class ValkeyMembers:
             try:
                 await self.client.set(PREFIX + self.name.encode(), registration, px=EXPIRY_MS)
                 names = [name async for name in self.client.scan_iter(match=PREFIX + b"*", count=1000)]
-                values = await self.client.mget(names) if names else []
+                mget = getattr(self.client, "mget_nonatomic", self.client.mget)  # a cluster: names span slots
+                values = await mget(names) if names else []
                 self.others = sorted((_parse(v) for v in values if v is not None), key=lambda o: o["name"])
                 self.others = [o for o in self.others if o and o["name"] != self.name]
             except Exception as exc:  # Valkey down: answer as a single node until it is back

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -41,7 +42,7 @@ class EmbeddedValkey:
     """One valkey-server child process; :meth:`stop` ends it and removes its directory."""
 
     def __init__(self, *, port: int | None = None, max_memory: str | None = None,
-                 directory: str | None = None) -> None:
+                 directory: str | None = None, extra_args: Sequence[str] = ()) -> None:
         self.own_directory = directory is None
         self.directory = Path(directory or tempfile.mkdtemp(prefix="daxd-valkey-"))
         self.directory.mkdir(mode=0o700, exist_ok=True)
@@ -56,7 +57,7 @@ class EmbeddedValkey:
             args += ["--port", str(port), "--bind", "127.0.0.1"]
         if max_memory:
             args += ["--maxmemory", max_memory, "--maxmemory-policy", "allkeys-lru"]
-        self.args = args
+        self.args = args + list(extra_args)
         self.process: subprocess.Popen[bytes] | None = None
         self.start()
 
