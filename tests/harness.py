@@ -83,8 +83,10 @@ class DaxdNode:
     def __init__(self, upstream: str, *args: str, env: dict[str, str] | None = None) -> None:
         command = [sys.executable, "-m", "daxd", "serve", "--upstream", upstream, "--host", "127.0.0.1",
                    "--http-port", "0", "--admin-port", "0", "--dax-port", "0", *args]
+        # No leave period unless a test asks for one (--leave-period): stopping a node stays quick.
         environ = {**os.environ, "AWS_ACCESS_KEY_ID": "daxdtest", "AWS_SECRET_ACCESS_KEY": "daxdtest",
-                   "AWS_DEFAULT_REGION": "us-east-1", "PYTHONUNBUFFERED": "1", **(env or {})}
+                   "AWS_DEFAULT_REGION": "us-east-1", "PYTHONUNBUFFERED": "1", "DAXD_LEAVE_PERIOD": "0",
+                   **(env or {})}
         environ.pop("AWS_PROFILE", None)
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                         env=environ, cwd=ROOT)

@@ -32,7 +32,7 @@ OPTION_GROUPS = (
     ("Cluster", ("workers", "valkey", "peers", "advertise", "node_id", "health_interval")),
     ("Shared tier", ("valkey_cluster", "valkey_ca", "valkey_cert", "valkey_key", "degraded_ttl")),
     ("Security", ("auth_keys", "tls_cert", "tls_key")),
-    ("Operations", ("config_file", "log_level", "log_format", "shutdown_grace", "help")),
+    ("Operations", ("config_file", "log_level", "log_format", "shutdown_grace", "leave_period", "help")),
 )
 SERVE_EXAMPLES = """\b
 Examples:
@@ -115,6 +115,11 @@ def main() -> None:
 @click.option("--upstream-max-attempts", type=int, help="Attempts per upstream call (default 3).")
 @click.option("--upstream-max-connections", type=int, help="Upstream connection pool size (default 64).")
 @click.option("--shutdown-grace", type=float, help="Seconds to finish in-flight requests on SIGTERM (default 10).")
+@click.option("--leave-period", type=float,
+              help="Seconds a node keeps serving on SIGTERM after leaving the Valkey membership, before it "
+                   "drains, so clients refresh their endpoint lists first; /ready answers 503 meanwhile (default "
+                   "8 with --valkey, 0 otherwise: the official DAX clients refresh every 4 s, Python +-0.5 s "
+                   "jitter; a second signal skips the wait).")
 @click.option("--auth-keys", metavar="FILE", help="TOML file whose [keys] table maps access key ids to secrets; "
               "clients must then sign with one of them (default: accept any key).")
 @click.option("--tls-cert", metavar="FILE",

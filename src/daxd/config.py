@@ -27,6 +27,12 @@ LOG_FORMATS = ("text", "json")
 SIZE_UNITS = "bytes, KiB, MiB, GiB, TiB (binary) or KB, MB, GB, TB (decimal)"
 #: Below this ``--cache-size`` is surely a missing unit (``--cache-size 10``), not a wish.
 MIN_CACHE_SIZE = 1 << 20
+#: Seconds a stopping node in a Valkey membership keeps serving after it left (``--leave-period``).
+#: The official DAX clients ask for the endpoint list every 4 s (Python ``amazondax``: its Cluster's
+#: CLUSTER_UPDATE_INTERVAL, 4 s with +-0.5 s jitter; JavaScript ``@amazon-dax-sdk/client-dax``: its
+#: ``clusterUpdateInterval`` option, default 4000 ms); the other nodes stop listing a leaver within one
+#: membership refresh (1 s). 4.5 + 1 s, plus room for a slow refresh on a loaded client: 8 s.
+DEFAULT_LEAVE_PERIOD = 8.0
 
 
 class ConfigError(ValueError):
@@ -73,6 +79,9 @@ class Settings:
     upstream_max_attempts: int = 3
     upstream_max_connections: int = 64
     shutdown_grace: float = 10.0
+    #: Seconds a stopping node serves after leaving the membership, before it drains (None: the default,
+    #: :data:`DEFAULT_LEAVE_PERIOD` in a Valkey membership, 0 without one; see :attr:`leave_seconds`).
+    leave_period: float | None = None
     #: TOML file whose ``[keys]`` table maps access key ids to secrets (None: accept any key).
     auth_keys: str | None = None
     tls_cert: str | None = None
@@ -132,6 +141,8 @@ class Settings:
                      "dax_idle_timeout", "http_idle_timeout", "header_timeout", "body_timeout"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must be >= 0 seconds")
+        if self.leave_period is not None and not 0 <= self.leave_period <= 3600:
+            raise ConfigError("leave_period: must be between 0 and 3600 seconds")
         if not 0.05 <= self.health_interval <= 60:
             raise ConfigError("health_interval: must be between 0.05 and 60 seconds")
         if self.peers and self.dax_port == 0:
@@ -183,6 +194,13 @@ class Settings:
         if not 0 < self.degraded_ttl <= 60:
             raise ConfigError(f"degraded_ttl: {self.degraded_ttl} is not between 0 (excluded) and 60 seconds")
 
+    @property
+    def leave_seconds(self) -> float:
+        """The leave period in force: ``--leave-period``, else 8 s for a node advertised through Valkey."""
+        if self.leave_period is not None:
+            return self.leave_period
+        return DEFAULT_LEAVE_PERIOD if self.valkey is not None else 0.0
+
 
 _FIELDS = {f.name: f for f in fields(Settings)}
 #: Settings only the TOML file can give (structured: no flag, no environment variable).
@@ -202,8 +220,8 @@ def _coerce(name: str, value: Any) -> Any:
             return ",".join(str(v) for v in value)
         if kind == "int":
             return int(value)
-        if kind == "float":
-            return float(value)
+        if kind in ("float", "float | None"):
+            return None if value is None else float(value)
         if kind == "bool":
             return _boolean(value)
         return None if value is None else str(value)

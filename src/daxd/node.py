@@ -171,7 +171,8 @@ def effective_configuration(s: Settings, region: str, upstream: Upstream | None,
     return (f"upstream {label} (region {region}); cache {format_size(s.cache_size)}, item TTL {ttl}, "
             f"query TTL {query_ttl}, consistent window {s.consistent_window:g} s; streams {streams}; "
             f"auth {'on' if s.auth_keys else 'off'}; TLS {'on' if tls is not None else 'off'}; "
-            f"control plane {s.control_plane}; shutdown grace {s.shutdown_grace:g} s")
+            f"control plane {s.control_plane}; shutdown grace {s.shutdown_grace:g} s; "
+            f"leave period {s.leave_seconds:g} s")
 
 
 def format_size(size: int) -> str:
@@ -243,6 +244,10 @@ class Node:
         self.http_tls_port = 0
         self._servers: list[asyncio.Server] = []
         self._background: list[asyncio.Task[None]] = []
+        self._joining: asyncio.Task[None] | None = None
+        #: Set once the node was asked to stop: it left the membership and answers /ready with 503.
+        self.leaving = False
+        self._leave_cut = asyncio.Event()
         self.stopped = asyncio.Event()
 
     def _make_upstream(self) -> Upstream:
@@ -298,15 +303,19 @@ class Node:
                              authenticator=DaxAuthenticator(self.secrets) if self.secrets is not None else None,
                              hostname=advertised_hostname(s.host), availability_zone=f"{self.region}a",
                              cluster=self.cluster, cluster_port=s.dax_port or None, keyring=self.keyring)
-        self.dax_port = await self._listen_dax("dax", service, s.dax_port, None)
-        service.cluster_port = self.dax_port
         if self.tier is not None:
             me = self.cluster.membership
-            self.members = ValkeyMembers(self.tier.client, name=s.node_id or f"{socket.gethostname()}:{self.dax_port}",
-                                         host=advertised_hostname(me.me.host), ip=me.my_ip, port=self.dax_port,
+            self.members = ValkeyMembers(self.tier.client, name=s.node_id or f"{socket.gethostname()}:{s.dax_port}",
+                                         host=advertised_hostname(me.me.host), ip=me.my_ip, port=s.dax_port,
                                          local=self.cluster)
+            await self.members.list_once()  # a client asking this node before it joins is sent to the others
             service.cluster = self.members
+        self.dax_port = await self._listen_dax("dax", service, s.dax_port, None)
+        service.cluster_port = self.dax_port
+        if self.members is not None:
+            self.members.bind(s.node_id or f"{socket.gethostname()}:{self.dax_port}", self.dax_port)
             self.members.start()
+            self._joining = asyncio.get_running_loop().create_task(self._join_when_ready(), name="daxd-join")
         self.cluster.start()
         if self.tls is not None:
             self.dax_tls_port = await self._listen_dax("daxs", service, s.dax_tls_port, self.tls)
@@ -348,6 +357,28 @@ class Node:
             loop.create_task(sample_forever(), name="daxd-sampler"),
             loop.create_task(upstream_health.watch(upstream.health, self._probe_upstream, UPSTREAM_PROBE_INTERVAL,
                                                    idle), name="daxd-upstream-probe")]
+
+    async def _join_when_ready(self) -> None:
+        """Advertise this node once it can serve: Valkey connected and the upstream answered.
+
+        Start-up does not wait for this: the node serves whoever reaches it,
+        and keeps retrying here until both are true.
+        """
+        assert self.members is not None
+        delay, told = 0.05, ""
+        while not self.leaving:
+            ready, reason = await self.ready()
+            if ready and reason == "ok":
+                try:
+                    await self.members.join()
+                    return
+                except Exception as exc:  # Valkey went away between the check and the registration
+                    reason = f"cannot register in Valkey: {exc}"
+            if reason != told:
+                log.warning("membership: not advertised yet (%s); retrying", reason)
+                told = reason
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
     async def _probe_upstream(self) -> None:
         assert self.upstream is not None
@@ -452,6 +483,8 @@ class Node:
         """Readiness: listeners up and the upstream answered recently (probing it if not)."""
         if not self._servers or self.upstream is None:
             return False, "listeners are not up"
+        if self.leaving:
+            return False, "leaving: stopping after the leave period (left the membership, still serving)"
         if self.tier is not None and not self.tier.up:
             return True, f"degraded: shared tier down: {self.tier.reason}"
         last = self.upstream.last_success
@@ -463,10 +496,43 @@ class Node:
             return False, f"upstream {self.upstream.endpoint} is not answering: {exc}"
         return True, "ok"
 
-    async def stop(self) -> None:
-        """Stop accepting, finish in-flight requests (bounded by shutdown_grace), close everything."""
+    @property
+    def in_leave_period(self) -> bool:
+        return self.leaving and not self._leave_cut.is_set()
+
+    def cut_leave_period(self) -> None:
+        """End the leave period now (a second SIGTERM/SIGINT): the drain begins."""
+        self._leave_cut.set()
+
+    async def leave(self) -> None:
+        """Leave the membership at once, then keep serving for the leave period (docs/cluster.md).
+
+        Every node stops listing this one in ``endpoints`` within one
+        membership refresh, clients drop it at their next endpoint refresh, and
+        ``/ready`` answers 503 so load balancers stop sending too. A node that
+        was never advertised has no clients to wait for.
+        """
+        self.leaving = True
+        if self._joining is not None:
+            self._joining.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._joining
+        period = self.settings.leave_seconds
         if self.members is not None:
+            advertised = self.members.joined_once
             await self.members.leave()
+            if not advertised:
+                period = 0.0
+        if period > 0:
+            log.info("leaving: deregistered; serving %g s more while clients refresh their endpoint lists "
+                     "(a second signal skips the wait)", period)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._leave_cut.wait(), period)
+        self._leave_cut.set()
+
+    async def stop(self) -> None:
+        """Leave (:meth:`leave`), stop accepting, finish in-flight requests (bounded by shutdown_grace), close."""
+        await self.leave()
         grace = self.settings.shutdown_grace
         log.info("stopping: closing listeners and draining in-flight requests (up to %g s; a second "
                  "Ctrl-C exits at once)", grace)
@@ -483,6 +549,8 @@ class Node:
         else:
             log.info("drain: %d in-flight request(s) finished, none cut off", finished)
         await self.cluster.stop()
+        if self.members is not None:
+            await self.members.stop()
         if self.tier is not None:
             await self.tier.stop()
         if self.tailer is not None:
@@ -501,25 +569,28 @@ async def serve(settings: Settings) -> None:
     """Run a node until SIGTERM or SIGINT, then shut it down gracefully.
 
     The handlers go in before the node starts: a supervisor may signal as soon
-    as the start-up lines appear, and that must still be a graceful stop.
+    as the start-up lines appear, and that must still be a graceful stop. The
+    first signal leaves the membership and starts the leave period; another
+    during it skips the rest of it; another during the drain exits at once.
     SIGHUP re-reads the key file.
     """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    node = Node(settings)
 
-    def force_exit() -> None:
-        log.warning("second signal while draining: exiting now, in-flight requests are cut off")
-        logging.shutdown()
-        os._exit(130)
-
-    def first_signal() -> None:
-        stop.set()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, force_exit)
+    def on_signal() -> None:
+        if not stop.is_set():
+            stop.set()  # the first: leave, then drain
+        elif node.in_leave_period:
+            log.warning("second signal while leaving: skipping the rest of the leave period")
+            node.cut_leave_period()
+        else:
+            log.warning("second signal while draining: exiting now, in-flight requests are cut off")
+            logging.shutdown()
+            os._exit(130)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, first_signal)
-    node = Node(settings)
+        loop.add_signal_handler(sig, on_signal)
     loop.add_signal_handler(signal.SIGHUP, node.reload_keys)
     await node.start()
     await stop.wait()

@@ -11,8 +11,10 @@ The supervisor does no request work. It
 - starts the workers: ``daxd serve`` with the same settings (passed as
   ``DAXD_*`` variables), ``--workers 1`` and the tier's URL, plus the worker
   context below; restarts a worker that dies (with backoff if it keeps dying);
-- on SIGTERM/SIGINT forwards SIGTERM to every worker (each drains gracefully),
-  waits for them, stops the embedded Valkey and removes the directory.
+- on SIGTERM/SIGINT forwards SIGTERM to every worker (each leaves the Valkey
+  membership, serves on for the leave period, then drains), waits for them,
+  stops the embedded Valkey and removes the directory; a further signal is
+  forwarded too (it cuts the workers' leave period, then their drain).
 
 A worker's output is forwarded line by line, prefixed with its number (except its
 listeners' start-up lines: the supervisor announces the node's once).
@@ -113,7 +115,10 @@ class Supervisor:
             self.reserved.append(sock)
             ports[name] = int(sock.getsockname()[1])
         url = s.valkey if s.valkey is not None else self.valkey.url if self.valkey is not None else None
-        self.child_settings = dataclasses.replace(s, workers=1, valkey=url, **ports)  # type: ignore[arg-type]
+        # A private embedded Valkey is a membership of this node alone: nobody to wait for when it leaves.
+        leave = 0.0 if self.valkey is not None and s.leave_period is None else s.leave_period
+        self.child_settings = dataclasses.replace(s, workers=1, valkey=url, leave_period=leave,
+                                                  **ports)  # type: ignore[arg-type]
 
     def _environment(self, worker: _Worker) -> dict[str, str]:
         environ = {k: v for k, v in os.environ.items() if not k.startswith("DAXD_")}
@@ -148,7 +153,7 @@ class Supervisor:
 
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self.stop_requested.set())
+            signal.signal(sig, self._on_signal)
         try:
             self._prepare()
             for worker in self.workers:
@@ -166,6 +171,16 @@ class Supervisor:
             return 0
         finally:
             self._shutdown()
+
+    def _on_signal(self, *_: object) -> None:
+        """The first signal stops the node (:meth:`_shutdown` forwards it); later ones are forwarded at once."""
+        if not self.stop_requested.is_set():
+            self.stop_requested.set()
+            return
+        for worker in self.workers:
+            if worker.process is not None and worker.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    worker.process.send_signal(signal.SIGTERM)
 
     def _announce(self) -> None:
         s = self.child_settings
@@ -208,7 +223,8 @@ class Supervisor:
         for process in running:
             with contextlib.suppress(ProcessLookupError):
                 process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + self.settings.shutdown_grace + 5
+        leave = getattr(self, "child_settings", self.settings).leave_seconds
+        deadline = time.monotonic() + leave + self.settings.shutdown_grace + 5
         for process in running:
             try:
                 process.wait(max(deadline - time.monotonic(), 0.1))

@@ -3,11 +3,20 @@
 Each node keeps ``dx:n:<name>`` set to its registration (name, wire id,
 advertised host name, IP, DAX port) with a 3 s expiry, renewed every second,
 and lists the live registrations at the same pace. The DAX ``endpoints``
-answer is this node plus every live one, each a leader (any node forwards any
-write to DynamoDB). A node that dies drops out when its key expires (≤ 3 s
-plus one refresh); a node that stops deletes its key first. When Valkey cannot
-be reached the answer is this node alone. The workers of one node register
-the same key.
+answer is every live node, each a leader (any node forwards any write to
+DynamoDB). A node that dies drops out when its key expires (≤ 3 s plus one
+refresh). When Valkey cannot be reached the answer is this node alone. The
+workers of one node register the same key.
+
+A node is *advertised* only between :meth:`ValkeyMembers.join` (the node is
+ready: connected to Valkey, the upstream answered) and
+:meth:`ValkeyMembers.leave` (it was asked to stop). Outside that span it
+lists the others from the start and answers ``endpoints`` with them alone,
+so a client that asks a node which is starting or leaving is sent elsewhere;
+only with no other node known does it answer with itself (a lone node has
+nowhere else to send anyone). Registration and deregistration go through one
+lock, so a heartbeat already on its way never re-registers a node that left.
+See docs/cluster.md, "Leaving and joining".
 """
 
 from __future__ import annotations
@@ -37,23 +46,37 @@ class ValkeyMembers:
 
     def __init__(self, client: Any, *, name: str, host: str, ip: str, port: int, local: PeerHandler) -> None:
         self.client = client
-        self.name = name
-        self.node_id = node_id_of(name)
-        self.ip, self.port = ip, port
-        self.me = {"name": name, "id": self.node_id, "host": host, "ip": ip, "port": port}
+        self.host, self.ip = host, ip
         self.local = local
+        self.bind(name, port)
         #: The other live nodes' registrations, as last listed.
         self.others: list[dict[str, Any]] = []
-        self._cache: tuple[tuple[Any, ...], bytes] | None = None
+        #: Whether this node is registered (between :meth:`join` and :meth:`leave`).
+        self.advertised = False
+        #: Whether this node was ever advertised (a node that never was has no clients to wait for).
+        self.joined_once = False
+        #: Set by :meth:`leave`: the node never registers again (it is stopping).
+        self.left = False
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+
+    def bind(self, name: str, port: int) -> None:
+        """This node's name and DAX port (known once the listener is bound, with ``--dax-port 0``)."""
+        self.name, self.port = name, port
+        self.key = PREFIX + name.encode()
+        self.node_id = node_id_of(name)
+        self.me = {"name": name, "id": self.node_id, "host": self.host, "ip": self.ip, "port": port}
+        self._cache: tuple[tuple[Any, ...], bytes] | None = None
 
     def endpoints_reply(self, hostname: str, availability_zone: str) -> bytes | None:
         if not self.others:
             return None  # answer as a single node
-        state = (hostname, availability_zone, tuple((o["id"], o["host"], o["ip"], o["port"]) for o in self.others))
+        state = (self.advertised, hostname, availability_zone,
+                 tuple((o["id"], o["host"], o["ip"], o["port"]) for o in self.others))
         if self._cache is None or self._cache[0] != state:
             nodes = [Endpoint(self.node_id, hostname, self.ip, self.port, role=1,
-                              availability_zone=availability_zone, leader_session_id=1)]
+                              availability_zone=availability_zone, leader_session_id=1)] if self.advertised else []
             nodes += [Endpoint(o["id"], o["host"], o["ip"], o["port"], role=1, availability_zone=availability_zone,
                                leader_session_id=1) for o in self.others]
             self._cache = (state, encode_endpoints(nodes))
@@ -62,34 +85,67 @@ class ValkeyMembers:
     def handle(self, message: PeerMessage) -> bytes | Awaitable[bytes]:
         return self.local.handle(message)
 
+    async def list_once(self, timeout: float = 2.0) -> None:
+        """List the other nodes now (before the DAX listener opens: a starting node never answers alone
+        when others are known); Valkey not answering within ``timeout`` leaves the list empty."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._list(), timeout)
+
     def start(self) -> None:
+        """Keep listing the others (and heartbeating once joined) until :meth:`stop`."""
         self._task = asyncio.get_running_loop().create_task(self._run(), name="daxd-tier-members")
 
+    async def join(self) -> None:
+        """Register this node: from now on every node's ``endpoints`` lists it."""
+        async with self._lock:
+            if self.left:
+                return
+            await self.client.set(self.key, orjson.dumps(self.me), px=EXPIRY_MS)
+            self.advertised = self.joined_once = True
+        log.info("membership: joined as %s (%s:%d)", self.name, self.ip, self.port)
+        self._wake.set()
+
     async def leave(self) -> None:
-        """Stop heartbeating and deregister (a stopping node leaves ``endpoints`` at once)."""
+        """Deregister at once (every node's next listing drops this one); keep listing the others."""
+        async with self._lock:
+            self.advertised, self.left = False, True
+            with contextlib.suppress(Exception):
+                await self.client.delete(self.key)
+
+    async def stop(self) -> None:
+        """Stop listing and heartbeating (deregistering first if still registered)."""
+        if self.advertised:
+            await self.leave()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        with contextlib.suppress(Exception):
-            await self.client.delete(PREFIX + self.name.encode())
+
+    async def _heartbeat(self) -> None:
+        async with self._lock:
+            if self.advertised:
+                await self.client.set(self.key, orjson.dumps(self.me), px=EXPIRY_MS)
+
+    async def _list(self) -> None:
+        names = [name async for name in self.client.scan_iter(match=PREFIX + b"*", count=1000)]
+        mget = getattr(self.client, "mget_nonatomic", self.client.mget)  # a cluster: names span slots
+        values = await mget(names) if names else []
+        others = sorted((_parse(v) for v in values if v is not None), key=lambda o: o.get("name", ""))
+        self.others = [o for o in others if o and o["name"] != self.name]
 
     async def _run(self) -> None:
-        registration = orjson.dumps(self.me)
         while True:
             try:
-                await self.client.set(PREFIX + self.name.encode(), registration, px=EXPIRY_MS)
-                names = [name async for name in self.client.scan_iter(match=PREFIX + b"*", count=1000)]
-                mget = getattr(self.client, "mget_nonatomic", self.client.mget)  # a cluster: names span slots
-                values = await mget(names) if names else []
-                self.others = sorted((_parse(v) for v in values if v is not None), key=lambda o: o["name"])
-                self.others = [o for o in self.others if o and o["name"] != self.name]
+                await self._heartbeat()
+                await self._list()
             except Exception as exc:  # Valkey down: answer as a single node until it is back
                 if self.others:
                     log.warning("membership: cannot reach Valkey (%s): advertising this node only", exc)
                 self.others = []
-            await asyncio.sleep(HEARTBEAT)
+            self._wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), HEARTBEAT)
 
 
 def _parse(raw: bytes) -> dict[str, Any]:
