@@ -293,7 +293,11 @@ class Node:
         api = DynamoDBApp(self.driver, self.metrics, authorizer, self.keyring,
                           streams=self.streams_upstream.call_streams, region=self.region)
         self.http_port = await self._listen_http("http", api, s.http_port, None)
-        self.admin_port = await self._listen(ListenerState("admin", Limits()), admin.AdminApp(self), s.admin_port)
+        if self.worker is not None:  # the supervisor serves the node's admin port and asks each worker here
+            state = ListenerState("admin", Limits())
+            self._add(await httpserver.serve_unix(admin.AdminApp(self), self.worker.admin, state), state)
+        else:
+            self.admin_port = await self._listen(ListenerState("admin", Limits()), admin.AdminApp(self), s.admin_port)
         service = DaxService(self.driver, self.attr_lists,
                              authenticator=DaxAuthenticator(self.secrets) if self.secrets is not None else None,
                              hostname=advertised_hostname(s.host), availability_zone=f"{self.region}a",
@@ -400,7 +404,8 @@ class Node:
     def _add(self, server: asyncio.Server, state: ListenerState) -> int:
         self._servers.append(server)
         self.listeners.append(state)
-        return int(server.sockets[0].getsockname()[1])
+        bound = server.sockets[0].getsockname()
+        return int(bound[1]) if isinstance(bound, tuple) else 0
 
     def _announce(self) -> None:
         s = self.settings
@@ -427,7 +432,10 @@ class Node:
             log.warning("authentication off: any access key is accepted over DAX and HTTP "
                         "(--auth-keys FILE requires SigV4 with its keys)")
         # The admin line comes last among the listeners: tests/harness.py stops reading at it.
-        startup_log.info("admin (dashboard, health, readiness, metrics) on http://%s:%d/", host, self.admin_port)
+        if self.worker is not None:
+            startup_log.info("admin (dashboard, health, readiness, metrics) on unix://%s", self.worker.admin)
+        else:
+            startup_log.info("admin (dashboard, health, readiness, metrics) on http://%s:%d/", host, self.admin_port)
         if self.embedded is not None:
             log.warning("upstream is the embedded backend: data lives in this process's memory only "
                         "and is lost when daxd stops (use --upstream URL|aws for real data)")

@@ -7,6 +7,7 @@
 ``GET /metrics``      Prometheus text format
 ``GET /cluster``      JSON: this node's figures, every peer's health and role, stream lag per table
 ``GET /tables``       JSON: each table's effective cache policy (defaults, ``[tables.X]`` sections, known tables)
+``GET /samples.json`` JSON: the raw one-second samples behind the dashboard (a supervisor merges its workers')
 ``POST /auth/reload`` re-read the key file (as SIGHUP does); a file that does not parse keeps the old one (409)
 """
 
@@ -21,6 +22,7 @@ import orjson
 
 from daxd.frontends.dashboard import ASSETS, Dashboard, asset
 from daxd.frontends.httpserver import HttpRequest, HttpResponse
+from daxd.stats import sample_to_json
 
 if TYPE_CHECKING:
     from daxd.node import Node
@@ -65,6 +67,8 @@ class AdminApp:
             return HttpResponse(200, asset(name) or b"", content_type=ASSETS[name])
         if route == ("GET", "/stats.json"):
             return _json(200, self.dashboard.document())
+        if route == ("GET", "/samples.json"):
+            return _json(200, [sample_to_json(s) for s in list(self.node.sampler.samples)])
         return _json(404, {"error": f"no such admin route: {request.method} {url.path}"})
 
     async def _ready(self) -> HttpResponse:
