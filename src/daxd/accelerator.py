@@ -352,6 +352,7 @@ class Accelerator:
         """
         assert self.tier is not None
         looked = yield from self.tier.lookup(table, key)
+        self.metrics.shared_tier_lookup(table, looked.found)
         if looked.found:
             self.items.fill(table, key, "", looked.item, token)
             return Response(body=item_body(looked.item))

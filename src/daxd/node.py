@@ -47,6 +47,7 @@ from daxd.policy import TablePolicies
 from daxd.stats import Sampler
 from daxd.tier.client import ValkeyTier
 from daxd.tier.members import ValkeyMembers
+from daxd.tier.reports import Reporter, process_figures
 from daxd.tier.shared import SharedTier
 from daxd.upstream import health as upstream_health
 from daxd.upstream.client import BotocoreCredentials, Upstream, aws_endpoint
@@ -236,6 +237,7 @@ class Node:
             self.accelerator.items.stamps = self.accelerator.queries.stamps = stamps
         self.tier: ValkeyTier | None = None
         self.members: ValkeyMembers | None = None
+        self.reporter: Reporter | None = None
         self.http_port = 0
         self.admin_port = 0
         self.dax_port = 0
@@ -311,6 +313,9 @@ class Node:
                                          local=self.cluster)
             service.cluster = self.members
             self.members.start()
+            self.reporter = Reporter(self.tier.client, self.members.name, self.worker.index if self.worker else 0,
+                                     lambda: process_figures(self, self.members.name if self.members else ""))
+            self.reporter.start()
         self.cluster.start()
         if self.tls is not None:
             self.dax_tls_port = await self._listen_dax("daxs", service, s.dax_tls_port, self.tls)
@@ -489,6 +494,8 @@ class Node:
         else:
             log.info("drain: %d in-flight request(s) finished, none cut off", finished)
         await self.cluster.stop()
+        if self.reporter is not None:
+            await self.reporter.stop()
         if self.tier is not None:
             await self.tier.stop()
         if self.tailer is not None:

@@ -39,6 +39,8 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "daxd_query_cache_misses": ("Query pages fetched upstream.", "table"),
     "daxd_scan_cache_hits": ("Scan pages served from cache.", "table"),
     "daxd_scan_cache_misses": ("Scan pages fetched upstream.", "table"),
+    "daxd_shared_tier_hits": ("GetItem L1 misses served from the shared tier (Valkey).", "table"),
+    "daxd_shared_tier_misses": ("GetItem L1 misses the shared tier did not have (read from DynamoDB).", "table"),
     "daxd_total_request_count": ("Requests answered.", "operation"),
     "daxd_error_request_count": ("Requests answered with a client error (4xx).", "operation"),
     "daxd_fault_request_count": ("Requests answered with a server error (5xx).", "operation"),
@@ -111,6 +113,9 @@ class Metrics:
 
     def item_miss(self, table: str) -> None:
         self._item_misses[table] = self._item_misses.get(table, 0) + 1
+
+    def shared_tier_lookup(self, table: str, found: bool) -> None:
+        self._inc("daxd_shared_tier_hits" if found else "daxd_shared_tier_misses", table)
 
     def query_hit(self, operation: str, table: str) -> None:
         self._inc("daxd_query_cache_hits" if operation == "Query" else "daxd_scan_cache_hits", table)

@@ -23,6 +23,7 @@ import orjson
 from daxd.frontends.dashboard import ASSETS, Dashboard, asset
 from daxd.frontends.httpserver import HttpRequest, HttpResponse
 from daxd.stats import sample_to_json
+from daxd.tier.reports import overview, process_figures, totals
 
 if TYPE_CHECKING:
     from daxd.node import Node
@@ -50,7 +51,7 @@ class AdminApp:
         if route == ("GET", "/metrics"):
             return HttpResponse(200, self.node.metrics.render(), content_type=b"text/plain; version=0.0.4")
         if route == ("GET", "/cluster"):
-            return _json(200, self.node.cluster.view())
+            return self._cluster()
         if route == ("GET", "/tables"):
             return _json(200, self.node.accelerator.policies_view())
         if route == ("POST", "/auth/reload"):
@@ -74,3 +75,20 @@ class AdminApp:
     async def _ready(self) -> HttpResponse:
         ready, reason = await self.node.ready()
         return _json(200 if ready else 503, {"ready": ready, "reason": reason})
+
+    async def _cluster(self) -> HttpResponse:
+        """Over a shared Valkey: every node, worker, the tier and leases; else (``--peers``) the peers' view."""
+        node = self.node
+        if node.tier is not None and node.members is not None:
+            view = await overview(node.tier.client, me=node.members.name, url=node.tier.url, up=node.tier.up,
+                                  reason=node.tier.reason)
+        elif node.cluster.membership.clustered:
+            return _json(200, node.cluster.view())
+        else:  # a node alone: itself, as the overview would show it
+            name = node.cluster.membership.name
+            me = process_figures(node, name)
+            view = {"node": name, "tier": None, "leases": None, "nodes": [
+                {"node": name, "address": me["address"], "member": True, "self": True, "workers": [me],
+                 **totals([me])}]}
+        view["table_policies"] = node.accelerator.policies_view()
+        return _json(200, view)
