@@ -2,10 +2,12 @@
 
     .venv/bin/python -m benchmarks.bench_workers [--quick]
 
-(1) Cached GetItem throughput over HTTP under wrk (-t2 -c64), and server CPU
-per hit summed over every process of the node (workers, supervisor and the
-embedded valkey-server): today's single process, ``--valkey`` (one process
-with the shared tier: L1 hits), ``--workers 1``... ``--workers 2``.
+(1) Cached GetItem throughput over HTTP under wrk (-t2 -c64) and over DAX
+(64 connections, bench_dax's load generator), and server CPU per hit summed
+over every process of the node (workers, supervisor and the embedded
+valkey-server): today's single process (no flags: ``--workers 1``, no Valkey),
+``--valkey`` (one process with the shared tier: L1 hits) and ``--workers 2``.
+Targets (issue 12): per-hit CPU within 15% of today's; an L1 hit ≥ 0.9x today's.
 (2) Latency of one GetItem through a keep-alive http.client: an L1 hit
 (today's process and a ``--valkey`` process) and an L2 hit (L1 dropped with
 ``POST /cache/flush`` before each sample: the item comes from Valkey).
@@ -26,9 +28,14 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+from benchmarks.bench_dax import _run_uvloop, get_item_request, reply_size
 from benchmarks.bench_http import load, wrk
 from benchmarks.common import GETITEM_HEADERS, DaxdNode, DynamoDBLocal, client, cpu_seconds, create_table, warm_up
 from daxd.tier.server import EmbeddedValkey
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def node_pids(node: DaxdNode) -> list[int]:
@@ -52,6 +59,18 @@ def throughput(node: DaxdNode, table: str, seconds: int, warm: bool) -> tuple[fl
     rps, p50, p99, _ = wrk(node.ports["http"], pids[0], table, seconds)
     cpu = sum(cpu_seconds(p) for p in pids) - before
     return rps, p50, p99, cpu / (rps * seconds) * 1e6
+
+
+def dax_throughput(node: DaxdNode, table: str, seconds: float) -> tuple[float, float]:
+    """Cached GetItem over DAX: requests/s and server CPU µs per hit summed over the node's processes."""
+    request = get_item_request(table, "user#000001")
+    size = 0
+    for _ in range(8):  # several connections: each worker's L1 gets the item before the measurement
+        size = reply_size(node.ports["dax"], request)
+    pids = node_pids(node)
+    before = sum(cpu_seconds(p) for p in pids)
+    count, elapsed = _run_uvloop(node.ports["dax"], request, size, 64, 50_000_000, seconds)
+    return count / elapsed, (sum(cpu_seconds(p) for p in pids) - before) / count * 1e6
 
 
 def hit_latency(node: DaxdNode, table: str, samples: int, flush_first: bool) -> float:
@@ -113,24 +132,28 @@ def main() -> None:
              "--valkey (one process, L1 + L2)": DaxdNode(ddl.endpoint, *common, "--valkey", valkey_server.url),
              "--workers 2 (embedded Valkey)": DaxdNode(ddl.endpoint, *common, "--workers", "2")}
     try:
-        print(f"## Cached GetItem over HTTP, wrk -t2 -c64 -d{seconds}s, 2-core machine\n")
-        print("| node | req/s | p50 µs | p99 µs | CPU µs/hit, all processes | vs today req/s | vs today CPU/hit |")
-        print("|---|---|---|---|---|---|---|")
-        if shutil.which("wrk"):
-            runs: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in nodes}
-            for round_ in range(rounds):  # interleaved: a shared machine's load drifts between runs
-                order = list(nodes.items()) if round_ % 2 == 0 else list(reversed(nodes.items()))
-                for name, node in order:
-                    runs[name].append(throughput(node, table, seconds, warm=round_ == 0))
-            base = None
-            for name, results in runs.items():
-                rps, p50, p99, cpu = (statistics.median(r[i] for r in results) for i in range(4))
-                base = base or (rps, cpu)
-                print(f"| {name} | {rps:,.0f} | {p50:.0f} | {p99:.0f} | {cpu:.1f} | {rps / base[0]:.2f}x "
-                      f"| {cpu / base[1]:.2f}x |")
-            print(f"\n(median of {rounds} interleaved runs each)")
-        else:
-            print("(wrk not installed: `apt-get install wrk`)")
+        print(f"## Cached GetItem over HTTP (wrk -t2 -c64 -d{seconds}s) and DAX (64 connections), "
+              f"2-core machine, load average {load_average()}\n")
+        print("| node | HTTP req/s | p50 µs | p99 µs | CPU µs/hit | DAX req/s | DAX CPU µs/hit "
+              "| HTTP req/s vs today | HTTP CPU/hit vs today | DAX CPU/hit vs today |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        runs: dict[str, list[tuple[float, ...]]] = {name: [] for name in nodes}
+        for round_ in range(rounds):  # interleaved: a shared machine's load drifts between runs
+            order = list(nodes.items()) if round_ % 2 == 0 else list(reversed(nodes.items()))
+            for name, node in order:
+                http = throughput(node, table, seconds, warm=round_ == 0) if shutil.which("wrk") else (0, 0, 0, 0)
+                runs[name].append((*http, *dax_throughput(node, table, seconds)))
+        base: tuple[float, ...] | None = None
+        for name, results in runs.items():
+            figures = tuple(statistics.median(r[i] for r in results) for i in range(6))
+            base = base or figures
+            rps, p50, p99, cpu, dax_rps, dax_cpu = figures
+            print(f"| {name} | {rps:,.0f} | {p50:.0f} | {p99:.0f} | {cpu:.1f} | {dax_rps:,.0f} | {dax_cpu:.1f} "
+                  f"| {rps / max(base[0], 1):.2f}x | {cpu / max(base[3], 1e-9):.2f}x | {dax_cpu / base[5]:.2f}x |")
+        print(f"\n(median of {rounds} interleaved runs each; target: CPU/hit of --workers 2 ≤ 1.15x today's; "
+              f"load average after: {load_average()})")
+        if not shutil.which("wrk"):
+            print("(wrk not installed: `apt-get install wrk`; HTTP columns are 0)")
 
         print("\n## One GetItem, keep-alive http.client, p50 µs (median of 3 runs)\n")
         today, tiered = nodes["today: one process, no Valkey"], nodes["--valkey (one process, L1 + L2)"]
@@ -143,15 +166,20 @@ def main() -> None:
         for name, values in rows.items():
             print(f"| {name} | {statistics.median(values):.0f} | {' '.join(f'{v:.0f}' for v in values)} |")
         l1, l2 = statistics.median(rows["--valkey: L1 hit"]), statistics.median(rows["--valkey: L2 hit (L1 dropped first)"])
-        print(f"\nL1 hit vs today: {statistics.median(rows['today: hit']) / l1:.2f}x (speed ratio); "
-              f"L2 hit costs {l2 - l1:+.0f} µs over an L1 hit")
+        print(f"\nL1 hit vs today: {statistics.median(rows['today: hit']) / l1:.2f}x (speed ratio, target ≥ 0.9x); "
+              f"L2 hit p50 {l2:.0f} µs, {l2 - l1:+.0f} µs over an L1 hit (load average {load_average()})")
         with urllib.request.urlopen(tiered.admin + "/ready", timeout=5) as answer:
             print(f"(--valkey node /ready: {answer.read().decode()})")
 
         print("\n## L2 hit path client: one MGET of 3 keys (1 KB item) over a unix socket, p50 µs\n")
-        print("| client | p50 µs |\n|---|---|")
-        for name, value in client_libraries(valkey_server.url, samples * 5).items():
-            print(f"| {name} | {value:.0f} |")
+        try:
+            import redis  # noqa: F401
+        except ImportError:
+            print("(redis-py not installed: `pip install redis hiredis` for this comparison)")
+        else:
+            print("| client | p50 µs |\n|---|---|")
+            for name, value in client_libraries(valkey_server.url, samples * 5).items():
+                print(f"| {name} | {value:.0f} |")
     finally:
         for node in nodes.values():
             node.stop()

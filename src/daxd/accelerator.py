@@ -352,8 +352,8 @@ class Accelerator:
         """
         assert self.tier is not None
         looked = yield from self.tier.lookup(table, key)
+        self.metrics.shared_tier_lookup("GetItem", looked.found)
         if looked.found:
-            self.metrics.tier_hit("GetItem")
             self.items.fill(table, key, "", looked.item, token)
             return Response(body=item_body(looked.item))
         if looked.recent or self._refill_consistently(table, key):
@@ -494,8 +494,8 @@ class Accelerator:
         tier, looked = self.tier, None
         if tier is not None:
             looked = yield from tier.page_lookup(table, partition, request_key)
+            self.metrics.shared_tier_lookup(operation, looked.found and looked.item is not None)
             if looked.found and looked.item is not None:
-                self.metrics.tier_hit(operation)
                 self.queries.fill(table, request_key, partition, looked.item, token)
                 return Response(body=_with_capacity(looked.item, table, req.get("ReturnConsumedCapacity")))
         since = self._window_start()

@@ -192,22 +192,19 @@ def serve(config_file: Path | None, **flags: Any) -> None:
 
 @main.command()
 @click.argument("address")
-@click.option("--auth-keys", envvar="DAXD_AUTH_KEYS", metavar="FILE",
-              help="Key file of the cluster: the first key signs the connection.")
-@click.option("--region", default="us-east-1", show_default=True, help="Region of the signature's scope.")
-@click.option("--timeout", type=float, default=3.0, show_default=True, help="Seconds to wait for the node.")
+@click.option("--timeout", type=float, default=5.0, show_default=True, help="Seconds to wait for the node.")
 @click.option("--json", "as_json", is_flag=True, help="Print the node's answer as JSON.")
-@click.option("--watch", is_flag=True, help="Refresh the table in place until Ctrl-C.")
+@click.option("--watch", is_flag=True, help="Refresh the tables in place until Ctrl-C.")
 @click.option("--interval", type=click.FloatRange(0.2), default=2.0, show_default=True,
               help="Seconds between refreshes with --watch.")
-def status(address: str, auth_keys: str | None, region: str, timeout: float, as_json: bool, watch: bool,
-           interval: float) -> None:
-    """Show the cluster as the node at ADDRESS (host:dax-port) sees it."""
+def status(address: str, timeout: float, as_json: bool, watch: bool, interval: float) -> None:
+    """Show the cluster as the node whose admin port is ADDRESS (host:admin-port, default port 8113) sees it:
+    every node, each node's workers, the shared tier and the stream leases."""
     from daxd.cluster.status import fetch_status, render_status, watch_status
 
     def fetch() -> dict[str, Any]:
         try:
-            return fetch_status(address, auth_keys, region, timeout)
+            return fetch_status(address, timeout)
         except ConfigError as exc:
             raise click.UsageError(str(exc)) from None
 

@@ -47,6 +47,7 @@ from daxd.policy import TablePolicies
 from daxd.stats import Sampler
 from daxd.tier.client import TlsFiles, ValkeyTier
 from daxd.tier.members import ValkeyMembers
+from daxd.tier.reports import Reporter, process_figures
 from daxd.tier.shared import SharedTier
 from daxd.upstream import health as upstream_health
 from daxd.upstream.client import BotocoreCredentials, Upstream, aws_endpoint
@@ -237,6 +238,7 @@ class Node:
             self.accelerator.items.stamps = self.accelerator.queries.stamps = stamps
         self.tier: ValkeyTier | None = None
         self.members: ValkeyMembers | None = None
+        self.reporter: Reporter | None = None
         self.http_port = 0
         self.admin_port = 0
         self.dax_port = 0
@@ -298,7 +300,11 @@ class Node:
         api = DynamoDBApp(self.driver, self.metrics, authorizer, self.keyring,
                           streams=self.streams_upstream.call_streams, region=self.region)
         self.http_port = await self._listen_http("http", api, s.http_port, None)
-        self.admin_port = await self._listen(ListenerState("admin", Limits()), admin.AdminApp(self), s.admin_port)
+        if self.worker is not None:  # the supervisor serves the node's admin port and asks each worker here
+            state = ListenerState("admin", Limits())
+            self._add(await httpserver.serve_unix(admin.AdminApp(self), self.worker.admin, state), state)
+        else:
+            self.admin_port = await self._listen(ListenerState("admin", Limits()), admin.AdminApp(self), s.admin_port)
         service = DaxService(self.driver, self.attr_lists,
                              authenticator=DaxAuthenticator(self.secrets) if self.secrets is not None else None,
                              hostname=advertised_hostname(s.host), availability_zone=f"{self.region}a",
@@ -312,10 +318,13 @@ class Node:
             service.cluster = self.members
         self.dax_port = await self._listen_dax("dax", service, s.dax_port, None)
         service.cluster_port = self.dax_port
-        if self.members is not None:
+        if self.members is not None and self.tier is not None:
             self.members.bind(s.node_id or f"{socket.gethostname()}:{self.dax_port}", self.dax_port)
             self.members.start()
             self._joining = asyncio.get_running_loop().create_task(self._join_when_ready(), name="daxd-join")
+            self.reporter = Reporter(self.tier.client, self.members.name, self.worker.index if self.worker else 0,
+                                     lambda: process_figures(self, self.members.name if self.members else ""))
+            self.reporter.start()
         self.cluster.start()
         if self.tls is not None:
             self.dax_tls_port = await self._listen_dax("daxs", service, s.dax_tls_port, self.tls)
@@ -433,7 +442,8 @@ class Node:
     def _add(self, server: asyncio.Server, state: ListenerState) -> int:
         self._servers.append(server)
         self.listeners.append(state)
-        return int(server.sockets[0].getsockname()[1])
+        bound = server.sockets[0].getsockname()
+        return int(bound[1]) if isinstance(bound, tuple) else 0
 
     def _announce(self) -> None:
         s = self.settings
@@ -460,7 +470,10 @@ class Node:
             log.warning("authentication off: any access key is accepted over DAX and HTTP "
                         "(--auth-keys FILE requires SigV4 with its keys)")
         # The admin line comes last among the listeners: tests/harness.py stops reading at it.
-        startup_log.info("admin (dashboard, health, readiness, metrics) on http://%s:%d/", host, self.admin_port)
+        if self.worker is not None:
+            startup_log.info("admin (dashboard, health, readiness, metrics) on unix://%s", self.worker.admin)
+        else:
+            startup_log.info("admin (dashboard, health, readiness, metrics) on http://%s:%d/", host, self.admin_port)
         if self.embedded is not None:
             log.warning("upstream is the embedded backend: data lives in this process's memory only "
                         "and is lost when daxd stops (use --upstream URL|aws for real data)")
@@ -549,6 +562,8 @@ class Node:
         else:
             log.info("drain: %d in-flight request(s) finished, none cut off", finished)
         await self.cluster.stop()
+        if self.reporter is not None:
+            await self.reporter.stop()
         if self.members is not None:
             await self.members.stop()
         if self.tier is not None:

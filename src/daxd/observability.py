@@ -40,6 +40,8 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "daxd_scan_cache_hits": ("Scan pages served from cache.", "table"),
     "daxd_scan_cache_misses": ("Scan pages fetched upstream.", "table"),
     "daxd_shared_tier_hits": ("L1 misses answered from the shared tier (Valkey), by operation.", "operation"),
+    "daxd_shared_tier_misses": ("L1 misses the shared tier did not have (read from DynamoDB), by operation.",
+                                "operation"),
     "daxd_total_request_count": ("Requests answered.", "operation"),
     "daxd_error_request_count": ("Requests answered with a client error (4xx).", "operation"),
     "daxd_fault_request_count": ("Requests answered with a server error (5xx).", "operation"),
@@ -113,14 +115,14 @@ class Metrics:
     def item_miss(self, table: str) -> None:
         self._item_misses[table] = self._item_misses.get(table, 0) + 1
 
+    def shared_tier_lookup(self, operation: str, found: bool) -> None:
+        self._inc("daxd_shared_tier_hits" if found else "daxd_shared_tier_misses", operation)
+
     def query_hit(self, operation: str, table: str) -> None:
         self._inc("daxd_query_cache_hits" if operation == "Query" else "daxd_scan_cache_hits", table)
 
     def query_miss(self, operation: str, table: str) -> None:
         self._inc("daxd_query_cache_misses" if operation == "Query" else "daxd_scan_cache_misses", table)
-
-    def tier_hit(self, operation: str) -> None:
-        self._inc("daxd_shared_tier_hits", operation)
 
     def request(self, operation: str, seconds: float, error: Any = None) -> None:
         """Count one answered request; ``error`` is the DaxdError it ended with, if any."""

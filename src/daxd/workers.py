@@ -8,6 +8,9 @@ The supervisor does no request work. It
 - without ``--valkey``, starts an embedded valkey-server on a unix socket in
   a private directory (mode 0700) for the shared tier, and restarts it if it dies;
 - creates the shared write-stamp table (:mod:`daxd.cache.stamps`) there;
+- serves the node's admin port itself (:mod:`daxd.frontends.node_admin`): one
+  ``/metrics``, ``/health``, ``/ready`` and dashboard for every worker, each
+  worker's admin app listening on a unix socket in that directory;
 - starts the workers: ``daxd serve`` with the same settings (passed as
   ``DAXD_*`` variables), ``--workers 1`` and the tier's URL, plus the worker
   context below; restarts a worker that dies (with backoff if it keeps dying);
@@ -43,31 +46,34 @@ from typing import IO
 from daxd import __version__
 from daxd.cache import stamps
 from daxd.config import Settings
+from daxd.frontends.node_admin import NodeAdminApp, NodeAdminServer, WorkerSlot
 from daxd.tier.server import EmbeddedValkey
+from daxd.workers_merge import DOWN, SERVING, STARTING
 
 log = logging.getLogger("daxd.workers")
 
 _LISTENER_LINE = re.compile(r" on (https?|daxs?|redis|rediss|unix|valkeys?)://")
 #: The line a worker logs once it serves (its admin listener comes last): the worker is ready.
-_ADMIN_LINE = re.compile(r"\badmin\b.* on http://")
-_INDEX, _STAMPS = "DAXD_WORKER_INDEX", "DAXD_WORKER_STAMPS"
+_ADMIN_LINE = re.compile(r"\badmin\b.* on (http|unix)://")
+_INDEX, _STAMPS, _ADMIN = "DAXD_WORKER_INDEX", "DAXD_WORKER_STAMPS", "DAXD_WORKER_ADMIN"
 #: A worker that dies sooner than this after starting counts as crash-looping (restart backoff doubles).
 _QUICK_DEATH = 2.0
 
 
 @dataclass(frozen=True)
 class WorkerContext:
-    """What makes a process one worker of several: its number and the shared stamp table."""
+    """What makes a process one worker of several: its number, the shared stamp table, its admin socket."""
 
     index: int
     stamps: str
+    admin: str
 
     @classmethod
     def from_environment(cls) -> WorkerContext | None:
-        index, path = os.environ.get(_INDEX), os.environ.get(_STAMPS)
-        if index is None or path is None:
+        index, path, admin = os.environ.get(_INDEX), os.environ.get(_STAMPS), os.environ.get(_ADMIN)
+        if index is None or path is None or admin is None:
             return None
-        return cls(int(index), path)
+        return cls(int(index), path, admin)
 
 
 def _reserve(host: str, port: int) -> socket.socket:
@@ -100,6 +106,31 @@ class Supervisor:
         self.workers = [_Worker(i) for i in range(settings.workers)]
         self.restarts = 0
         self.hash_seed = str(secrets.randbelow(2**32 - 1) + 1)
+        self.admin: NodeAdminServer | None = None
+
+    def _admin_socket(self, index: int) -> str:
+        return str(self.directory / f"admin-{index}.sock")
+
+    def slots(self) -> list[WorkerSlot]:
+        """The workers as the admin port reports them (read from its thread)."""
+        slots = []
+        for worker in self.workers:
+            process = worker.process
+            if process is None or process.poll() is not None:
+                state = DOWN
+            else:
+                state = SERVING if worker.ready.is_set() else STARTING
+            slots.append(WorkerSlot(worker.index, process.pid if process is not None else None, state,
+                                    self._admin_socket(worker.index)))
+        return slots
+
+    def _serve_admin(self) -> None:
+        s = self.child_settings
+        name = s.node_id or f"{socket.gethostname()}:{s.dax_port}"
+        app = NodeAdminApp(self.slots, node=name, started_at=time.time(), interval=1.0,
+                           restarts=lambda: self.restarts)
+        self.admin = NodeAdminServer(app, s.host, s.admin_port)
+        self.admin.start()
 
     def _prepare(self) -> None:
         s = self.settings
@@ -127,6 +158,7 @@ class Supervisor:
             if value is not None:
                 environ["DAXD_" + field.name.upper()] = str(value)
         environ[_INDEX], environ[_STAMPS] = str(worker.index), self.stamps
+        environ[_ADMIN] = self._admin_socket(worker.index)
         environ["PYTHONUNBUFFERED"] = "1"
         environ["PYTHONHASHSEED"] = self.hash_seed  # one slot per key in every worker (daxd/cache/stamps.py)
         return environ
@@ -156,6 +188,7 @@ class Supervisor:
             signal.signal(sig, self._on_signal)
         try:
             self._prepare()
+            self._serve_admin()
             for worker in self.workers:
                 self._spawn(worker)
             deadline = time.monotonic() + 60
@@ -231,6 +264,8 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        if self.admin is not None:  # it reported the workers' drain until they ended
+            self.admin.stop()
         if self.valkey is not None:
             self.valkey.stop()
         for sock in self.reserved:

@@ -52,10 +52,10 @@ def test_per_table_policy(start_node: Any, tmp_path: Path, ddb: Any) -> None:
     assert view["tables"][events]["query_cache"] is False and view["tables"][events]["rule"] == f"{prefix}*"
     assert view["tables"][plain]["rule"] is None
 
-    status = subprocess.run([sys.executable, "-m", "daxd", "status", f"127.0.0.1:{node.ports['dax']}", "--json"],
+    status = subprocess.run([sys.executable, "-m", "daxd", "status", f"127.0.0.1:{node.ports['admin']}", "--json"],
                             capture_output=True, text=True, timeout=60, cwd=ROOT, check=True)
     assert json.loads(status.stdout)["table_policies"]["tables"][never]["cache"] is False
-    table = subprocess.run([sys.executable, "-m", "daxd", "status", f"127.0.0.1:{node.ports['dax']}"],
+    table = subprocess.run([sys.executable, "-m", "daxd", "status", f"127.0.0.1:{node.ports['admin']}"],
                            capture_output=True, text=True, timeout=60, cwd=ROOT, check=True, env={
                                "COLUMNS": "200", "PATH": "/usr/bin:/bin"})
     assert "cache policy per table" in table.stdout and "(other tables)" in table.stdout

@@ -136,24 +136,46 @@ def test_serve_refuses_a_bad_variable_naming_it() -> None:
 
 
 def test_status_fits_80_columns_without_cutting_addresses() -> None:
-    nodes = [{"node": "n1", "address": "10.0.0.1:8111", "role": "leader", "health": "self"}]
+    def worker(node: str, index: int) -> dict[str, Any]:
+        return {"node": node, "worker": index, "pid": 4000 + index, "hit_ratio": 0.9876, "cache_bytes": 123456789,
+                "cache_entries": 123456, "rps": 51234.5, "l2_hits": 1234, "l2_misses": 56, "tier_up": True,
+                "streams": {"Orders": {"lag": 0.12}, "Customers": {"lag": 1.5}}}
+
+    nodes = [{"node": "n1", "address": "10.0.0.1:8111", "self": True, "workers": [worker("n1", 0)],
+              "hit_ratio": 0.5, "cache_bytes": 1 << 30, "cache_entries": 9, "rps": 10}]
     nodes += [{"node": f"ip-10-0-0-{i}.eu-west-1.compute.internal:8111", "address": f"[2001:db8::{i}]:8111",
-               "health": "healthy", "status": {"hit_ratio": 0.9876, "cache_bytes": 123456789, "cache_entries": 123456,
-                                               "streams": {"Orders": {"lag": 0.12}, "Customers": {"lag": 1.5}}}}
-              for i in range(2, 4)]
-    view = {"node": "n1", "hit_ratio": 0.5, "cache_bytes": 1 << 30, "cache_entries": 9, "streams": {}, "nodes": nodes}
+               "workers": [worker("n", 0), worker("n", 1)], "hit_ratio": 0.9876, "cache_bytes": 123456789,
+               "cache_entries": 123456, "rps": 102469} for i in range(2, 4)]
+    view = {"node": "n1", "nodes": nodes, "leases": [{"table": "Orders", "shard": "shardId-0001", "holder": "n1"}],
+            "tier": {"url": "redis://cache:6379", "connected": True, "used_memory": 1 << 30, "keys": 100000,
+                     "keyspace_hits": 10, "keyspace_misses": 5, "valkey_version": "8.1.1"}}
     out = io.StringIO()
     render_status(view, Console(file=out, width=80, color_system=None))
     lines = out.getvalue().splitlines()
     assert max(len(line) for line in lines) <= 80, out.getvalue()
     for address in ("10.0.0.1:8111", "[2001:db8::2]:8111", "[2001:db8::3]:8111"):
         assert any(address in line for line in lines), out.getvalue()
+    for text in ("workers", "shared tier redis://cache:6379", "100,000 keys", "stream leases", "shardId-0001"):
+        assert text in out.getvalue(), out.getvalue()
+
+
+def test_status_takes_the_admin_address_in_its_usual_spellings() -> None:
+    from daxd.cluster.status import admin_url
+
+    assert admin_url("10.0.0.1:9000") == "http://10.0.0.1:9000"
+    assert admin_url("10.0.0.1") == "http://10.0.0.1:8113"
+    assert admin_url("[::1]:9000") == "http://[::1]:9000"
+    assert admin_url("::1") == "http://[::1]:8113"
+    assert admin_url("http://h:1/") == "http://h:1"
+    for bad in ("h:port", "dax://h:8111", ":9000"):
+        with pytest.raises(ConfigError):
+            admin_url(bad)
 
 
 def test_status_watch_redraws_until_ctrl_c_and_shows_a_failed_fetch(monkeypatch: pytest.MonkeyPatch) -> None:
     from daxd.cluster import status
 
-    view = {"node": "n1", "nodes": [{"node": "n1", "address": "10.0.0.1:8111", "health": "self"}]}
+    view = {"node": "n1", "nodes": [{"node": "n1", "address": "10.0.0.1:8111", "self": True, "workers": []}]}
     answers: list[Any] = [view, OSError("connection refused"), view, KeyboardInterrupt()]
 
     def fetch() -> dict[str, Any]:

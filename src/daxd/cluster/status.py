@@ -1,55 +1,79 @@
-"""``daxd status HOST:PORT``: ask one node for its view of the cluster and print it.
+"""``daxd status HOST:ADMIN-PORT``: ask one node for the cluster overview and print it.
 
-The node is asked over its DAX port with ``daxd.ping`` (body ``{"view": true}``),
-signed with the first key of ``--auth-keys`` when given, so an operator needs
-no other port. :func:`status_rows` (pure) turns the answer into table rows.
+The node is asked on its admin port (``GET /cluster``): over a shared Valkey it
+answers with every node of the membership, each node's workers, the shared
+tier (Valkey's memory, keys, hits and misses, whether each process is
+connected) and the stream leases (:mod:`daxd.tier.reports`); a node alone
+answers with itself. Behind ``--workers N`` the supervisor passes the question
+to a worker. :func:`status_rows` and friends (pure) turn the answer into rows.
 """
 
 from __future__ import annotations
 
-import asyncio
+import http.client
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from daxd.auth import load_key_file
-from daxd.cluster.membership import Address, PeerListError
-from daxd.cluster.node import peer_credentials
-from daxd.cluster.peers import PeerConnection, PeerError
+import orjson
+
 from daxd.config import ConfigError
 
-#: The table's columns; with rich's compact box it fits 80 columns for the usual addresses.
-COLUMNS = ("node", "address", "health", "hit %", "cache", "entries", "stream lag")
+#: The nodes table's columns; with rich's compact box it fits 80 columns for the usual addresses.
+COLUMNS = ("node", "address", "workers", "hit %", "L1 cache", "entries", "req/s", "stream lag")
+WORKER_COLUMNS = ("node", "worker", "pid", "hit %", "L2 hits", "L1 cache", "entries", "req/s", "shared tier")
+#: The admin port when the address names none.
+DEFAULT_ADMIN_PORT = 8113
 
 
-def fetch_status(address: str, auth_keys: str | None, region: str, timeout: float) -> dict[str, Any]:
-    """The node's ``daxd.ping`` view.
+def admin_url(address: str) -> str:
+    """``host[:port]``, ``[v6]:port`` or an ``http(s)://`` URL -> the admin base URL (port 8113 if none).
 
     Raises:
-        ConfigError: a bad address or key file.
-        OSError: the node cannot be reached or answered badly.
+        ConfigError: not an address.
     """
-    try:
-        target = Address.parse(address)
-    except PeerListError as exc:
-        raise ConfigError(str(exc).replace("peers: ", "")) from None
-    credentials = None
-    if auth_keys:  # peer methods need a key without permission rules
-        keys = load_key_file(auth_keys)
-        credentials = peer_credentials({k: v for k, v in keys.secrets.items() if keys.permissions.full_access(k)})
+    if "://" in address:
+        if not address.startswith(("http://", "https://")):
+            raise ConfigError(f"{address!r}: give the admin port's host:port or http:// URL")
+        return address.rstrip("/")
+    if address.startswith("["):
+        inside, _, rest = address[1:].partition("]")
+        host, port = f"[{inside}]", rest[1:] if rest.startswith(":") else rest
+    elif address.count(":") == 1:
+        host, port = address.split(":")
+    elif ":" in address:
+        host, port = f"[{address}]", ""
+    else:
+        host, port = address, ""
+    if host in ("", "[]") or (port and not port.isdigit()):
+        raise ConfigError(f"{address!r} is not host:admin-port (e.g. 10.0.0.1:{DEFAULT_ADMIN_PORT})")
+    return f"http://{host}:{port or DEFAULT_ADMIN_PORT}"
 
-    async def ask() -> Any:
-        connection = PeerConnection(target, credentials=credentials, region=region, timeout=timeout)
-        try:
-            return await connection.call("daxd.ping", {"view": True})
-        finally:
-            await connection.close()
 
+def fetch_status(address: str, timeout: float) -> dict[str, Any]:
+    """The node's ``GET /cluster`` answer.
+
+    Raises:
+        ConfigError: a bad address.
+        OSError: the node cannot be reached, or what answered is not a daxd admin port.
+    """
+    url = admin_url(address) + "/cluster"
     try:
-        view = asyncio.run(ask())
-    except PeerError as exc:
-        raise OSError(str(exc)) from None
+        with urllib.request.urlopen(url, timeout=timeout) as answer:
+            body = answer.read()
+    except urllib.error.HTTPError as exc:
+        raise OSError(f"{url} answered {exc.code}") from None
+    except urllib.error.URLError as exc:
+        raise OSError(f"{url}: {exc.reason}") from None
+    except (OSError, ValueError, http.client.HTTPException) as exc:  # e.g. a DAX port given: not HTTP
+        raise OSError(f"{url}: not a daxd admin port ({type(exc).__name__}); give host:admin-port") from None
+    try:
+        view = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise OSError(f"{url}: the answer is not a cluster overview") from None
     if not isinstance(view, dict):
-        raise OSError("the node's answer is not a status")
+        raise OSError(f"{url}: the answer is not a cluster overview")
     return view
 
 
@@ -78,15 +102,79 @@ def _ratio(value: Any) -> str:
     return f"{value:.1%}" if isinstance(value, int | float) else "-"
 
 
+def _number(value: Any) -> str:
+    return f"{value:,.0f}" if isinstance(value, int | float) else "-"
+
+
+def _nodes(view: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [n for n in view.get("nodes") or [] if isinstance(n, Mapping)]
+
+
+def _workers(node: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [w for w in node.get("workers") or [] if isinstance(w, Mapping)]
+
+
 def status_rows(view: Mapping[str, Any]) -> list[tuple[str, ...]]:
-    """One row per node: the answering node's own figures, then what its pings told it of each peer."""
+    """One row per node, its figures summed over its workers."""
     rows: list[tuple[str, ...]] = []
-    for node in view.get("nodes") or []:
-        figures = view if node.get("health") == "self" else node.get("status") or {}
-        rows.append((str(node.get("node", "?")), str(node.get("address", "?")), str(node.get("health", "?")),
-                     _ratio(figures.get("hit_ratio")), _size(figures.get("cache_bytes")),
-                     str(figures.get("cache_entries", "-")), _lag(figures.get("streams"))))
+    for node in _nodes(view):
+        workers = _workers(node)
+        streams: dict[str, Any] = {}
+        for worker in workers:
+            streams.update(worker.get("streams") or {})
+        name = str(node.get("node", "?")) + (" (this)" if node.get("self") else "")
+        if not node.get("member", True):
+            name += " (leaving)"
+        rows.append((name, str(node.get("address", "?")), str(len(workers)) if workers else "no report",
+                     _ratio(node.get("hit_ratio")), _size(node.get("cache_bytes")), _number(node.get("cache_entries")),
+                     _number(node.get("rps")), _lag(streams)))
     return rows
+
+
+def worker_rows(view: Mapping[str, Any]) -> list[tuple[str, ...]]:
+    """One row per worker of every node."""
+    rows: list[tuple[str, ...]] = []
+    for node in _nodes(view):
+        for worker in _workers(node):
+            tier = worker.get("tier_up")
+            tier_text = "-" if tier is None else "connected" if tier else f"down: {worker.get('tier_reason')}"
+            hits, misses = worker.get("l2_hits"), worker.get("l2_misses")
+            l2_text = f"{hits:,}/{hits + misses:,}" if isinstance(hits, int) and isinstance(misses, int) \
+                and tier is not None else "-"
+            rows.append((str(node.get("node", "?")), str(worker.get("worker", "?")), str(worker.get("pid", "?")),
+                         _ratio(worker.get("hit_ratio")), l2_text, _size(worker.get("cache_bytes")),
+                         _number(worker.get("cache_entries")), _number(worker.get("rps")), tier_text))
+    return rows
+
+
+def tier_lines(view: Mapping[str, Any]) -> list[str]:
+    """The shared tier in a few lines (none for a node without one)."""
+    tier = view.get("tier")
+    if not isinstance(tier, Mapping):
+        return []
+    version = tier.get("valkey_version") or tier.get("redis_version") or "?"
+    state = "connected" if tier.get("connected") else f"NOT connected: {tier.get('reason')}"
+    lines = [f"shared tier {tier.get('url')} (valkey {version}, {tier.get('shards', 1)} shard(s)): {state}"]
+    if "used_memory" in tier:
+        limit = tier.get("maxmemory")
+        lines.append(f"  memory {_size(tier.get('used_memory'))}"
+                     + (f" of {_size(limit)} ({tier.get('maxmemory_policy')})" if limit else " (no maxmemory)")
+                     + f", {_number(tier.get('keys'))} keys, {_number(tier.get('evicted_keys'))} evicted, "
+                     f"{_number(tier.get('expired_keys'))} expired")
+        lines.append(f"  lookups {_number(tier.get('keyspace_hits'))} hits / {_number(tier.get('keyspace_misses'))} "
+                     f"misses ({_ratio(tier.get('keyspace_hit_ratio'))}), "
+                     f"{_number(tier.get('instantaneous_ops_per_sec'))} ops/s, "
+                     f"{_number(tier.get('connected_clients'))} clients")
+    return lines
+
+
+def lease_rows(view: Mapping[str, Any]) -> tuple[list[str], list[tuple[str, ...]]]:
+    """The stream leases as (columns, rows), whatever fields the lease module reports."""
+    leases = [lease for lease in view.get("leases") or [] if isinstance(lease, Mapping)]
+    columns: list[str] = []
+    for lease in leases:
+        columns += [str(k) for k in lease if str(k) not in columns]
+    return columns, [tuple("-" if lease.get(c) is None else str(lease.get(c)) for c in columns) for lease in leases]
 
 
 POLICY_COLUMNS = ("table", "cached", "item ttl", "query cache", "query ttl", "from")
@@ -121,22 +209,39 @@ def _ttl(value: Any) -> str:
     return "until evicted" if value == 0 else f"{value:g}s"
 
 
-def status_table(view: Mapping[str, Any]) -> Any:
-    """The rich table: addresses never wrap or get cut; names and stream lags fold if the terminal is narrow."""
+def _table(title: str, columns: tuple[str, ...] | list[str], rows: list[tuple[str, ...]]) -> Any:
     from rich import box
     from rich.table import Table
 
-    table = Table(title=f"daxd cluster as seen by {view.get('node', '?')}", box=box.SIMPLE_HEAD, pad_edge=False)
-    for column in COLUMNS:
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in columns:
         if column == "address":
             table.add_column(column, no_wrap=True, min_width=len(column))
-        elif column in ("node", "stream lag"):
+        elif column in ("node", "stream lag", "shared tier"):
             table.add_column(column, overflow="fold")
         else:
             table.add_column(column, no_wrap=True)
-    for row in status_rows(view):
+    for row in rows:
         table.add_row(*row)
     return table
+
+
+def status_table(view: Mapping[str, Any]) -> Any:
+    """Everything but the policies, as one rich renderable: nodes, workers, the shared tier, leases."""
+    from rich.console import Group
+    from rich.text import Text
+
+    parts: list[Any] = [_table(f"daxd cluster as seen by {view.get('node', '?')}", COLUMNS, status_rows(view))]
+    workers = worker_rows(view)
+    if any(len(_workers(n)) > 1 for n in _nodes(view)) or view.get("tier"):
+        parts.append(_table("workers", WORKER_COLUMNS, workers))
+    parts += [Text(line) for line in tier_lines(view)]
+    columns, leases = lease_rows(view)
+    if leases:
+        parts.append(_table("stream leases", columns, leases))
+    elif view.get("tier") and view.get("leases") is None:
+        parts.append(Text("stream leases: not reported by this version"))
+    return Group(*parts)
 
 
 def policy_table(view: Mapping[str, Any]) -> Any:

@@ -7,6 +7,7 @@
 ``GET /metrics``      Prometheus text format
 ``GET /cluster``      JSON: this node's figures, every peer's health and role, stream lag per table
 ``GET /tables``       JSON: each table's effective cache policy (defaults, ``[tables.X]`` sections, known tables)
+``GET /samples.json`` JSON: the raw one-second samples behind the dashboard (a supervisor merges its workers')
 ``POST /auth/reload`` re-read the key file (as SIGHUP does); a file that does not parse keeps the old one (409)
 """
 
@@ -21,6 +22,8 @@ import orjson
 
 from daxd.frontends.dashboard import ASSETS, Dashboard, asset
 from daxd.frontends.httpserver import HttpRequest, HttpResponse
+from daxd.stats import sample_to_json
+from daxd.tier.reports import overview, process_figures, totals
 
 if TYPE_CHECKING:
     from daxd.node import Node
@@ -48,7 +51,7 @@ class AdminApp:
         if route == ("GET", "/metrics"):
             return HttpResponse(200, self.node.metrics.render(), content_type=b"text/plain; version=0.0.4")
         if route == ("GET", "/cluster"):
-            return _json(200, self.node.cluster.view())
+            return self._cluster()
         if route == ("GET", "/tables"):
             return _json(200, self.node.accelerator.policies_view())
         if route == ("POST", "/auth/reload"):
@@ -65,8 +68,27 @@ class AdminApp:
             return HttpResponse(200, asset(name) or b"", content_type=ASSETS[name])
         if route == ("GET", "/stats.json"):
             return _json(200, self.dashboard.document())
+        if route == ("GET", "/samples.json"):
+            return _json(200, [sample_to_json(s) for s in list(self.node.sampler.samples)])
         return _json(404, {"error": f"no such admin route: {request.method} {url.path}"})
 
     async def _ready(self) -> HttpResponse:
         ready, reason = await self.node.ready()
         return _json(200 if ready else 503, {"ready": ready, "reason": reason})
+
+    async def _cluster(self) -> HttpResponse:
+        """Over a shared Valkey: every node, worker, the tier and leases; else (``--peers``) the peers' view."""
+        node = self.node
+        if node.tier is not None and node.members is not None:
+            view = await overview(node.tier.client, me=node.members.name, url=node.tier.url, up=node.tier.up,
+                                  reason=node.tier.reason)
+        elif node.cluster.membership.clustered:
+            return _json(200, node.cluster.view())
+        else:  # a node alone: itself, as the overview would show it
+            name = node.cluster.membership.name
+            me = process_figures(node, name)
+            view = {"node": name, "tier": None, "leases": None, "nodes": [
+                {"node": name, "address": me["address"], "member": True, "self": True, "workers": [me],
+                 **totals([me])}]}
+        view["table_policies"] = node.accelerator.policies_view()
+        return _json(200, view)

@@ -441,3 +441,9 @@ async def serve(app: Application, host: str, port: int, state: ListenerState,
     loop = asyncio.get_running_loop()
     return await loop.create_server(lambda: HttpProtocol(app, state, **kwargs), host, port, reuse_address=True,
                                     ssl=ssl_context, backlog=1024, reuse_port=reuse_port or None)
+
+
+async def serve_unix(app: Application, path: str, state: ListenerState, **kwargs: Any) -> asyncio.Server:
+    """Start a listener on a unix socket (a worker's private admin listener, :mod:`daxd.workers`)."""
+    loop = asyncio.get_running_loop()
+    return await loop.create_unix_server(lambda: HttpProtocol(app, state, **kwargs), path, backlog=128)

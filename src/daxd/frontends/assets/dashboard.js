@@ -145,6 +145,12 @@ function render(s) {
     (t) => (t.stream_lag === null || t.stream_lag === undefined ? "–" : t.stream_lag.toFixed(2) + " s"),
     (t) => fmtPolicy(t.policy)],
     "no table read through the cache yet");
+  const workers = s.workers || [];  // the supervisor's document of --workers N
+  $("workers-box").hidden = !workers.length;
+  fillTable("workers", workers, [
+    (w) => String(w.worker), (w) => String(w.pid ?? "–"), (w) => [w.status || w.state, w.status === "ok" ? "up" : "down"],
+    (w) => fmtNum(w.rps), (w) => fmtPct(w.hit_ratio), (w) => fmtBytes(w.cache_bytes), (w) => fmtNum(w.entries)],
+    "no workers");
   $("cluster-box").hidden = !s.cluster.clustered;
   fillTable("nodes", s.cluster.nodes, [
     (n) => n.node, (n) => n.address,

@@ -1,0 +1,201 @@
+"""Nodes sharing one Valkey: staleness across nodes, and memory of a working set read through three nodes.
+
+    .venv/bin/python -m benchmarks.bench_scaleout [--quick]
+
+(1) Staleness: node A writes a key that node B holds in its L1; B is read in a
+tight loop (keep-alive HTTP) until it answers the new value. The time from A's
+acknowledgement to B's first new answer, p50/p99 (target p99 ≤ 20 ms). Same
+run yardstick: the same loop against A itself (read-your-writes: the floor of
+what the loop can observe).
+(2) Memory: N 1 KB items (100,000; 20,000 with --quick) read through three
+nodes with ``--cache-size`` smaller than the set: Valkey's ``used_memory``, key
+count and ``dx:i:`` item keys (stored once, not three times), and each node's
+RSS against its L1 size (yardstick: an idle node's RSS, same run).
+(3) Per-operation cost of the shared tier: Valkey's CPU per command during (2)
+(from /proc), for docs/scaling.md's capacity model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http.client
+import statistics
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import orjson
+import valkey
+
+from benchmarks.common import GETITEM_HEADERS, DaxdNode, DynamoDBLocal, client, cpu_seconds, create_table, make_item
+from daxd.tier.server import EmbeddedValkey
+from tests.harness import free_port
+
+PUT_HEADERS = {**GETITEM_HEADERS, "X-Amz-Target": "DynamoDB_20120810.PutItem"}
+MiB = 1 << 20
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+class Raw:
+    """A keep-alive HTTP connection sending raw GetItem/PutItem bodies (no SDK cost in the loop)."""
+
+    def __init__(self, port: int, table: str) -> None:
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.table = table
+
+    def get(self, pk: str) -> bytes:
+        body = b'{"TableName":"%s","Key":{"pk":{"S":"%s"},"sk":{"N":"0"}}}' % (self.table.encode(), pk.encode())
+        self.connection.request("POST", "/", body, GETITEM_HEADERS)
+        answer = self.connection.getresponse()
+        data = answer.read()
+        assert answer.status == 200, data
+        return data
+
+    def put(self, pk: str, value: str) -> None:
+        item = {"pk": {"S": pk}, "sk": {"N": "0"}, "v": {"S": value}}
+        self.connection.request("POST", "/", orjson.dumps({"TableName": self.table, "Item": item}), PUT_HEADERS)
+        answer = self.connection.getresponse()
+        data = answer.read()
+        assert answer.status == 200, data
+
+
+def staleness(writer: Raw, reader: Raw, writes: int) -> list[float]:
+    """Seconds from the writer's acknowledgement to the reader's first answer with the new value."""
+    keys = [f"stale#{n:05d}" for n in range(writes)]
+    for key in keys:
+        writer.put(key, "old")
+    for key in keys:  # the reader holds every key in its L1 (read twice: the second is an L1 hit)
+        reader.get(key)
+        reader.get(key)
+    delays = []
+    for key in keys:  # one write per key: no key is written twice within the consistent window
+        token = uuid.uuid4().hex
+        writer.put(key, token)
+        acknowledged = time.perf_counter()
+        while token.encode() not in reader.get(key):
+            pass
+        delays.append(time.perf_counter() - acknowledged)
+    return delays
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+def fill_table(direct: Any, table: str, count: int) -> None:
+    def batch(start: int) -> None:
+        requests = [{"PutRequest": {"Item": make_item(f"user#{n:06d}")}} for n in range(start, min(start + 25, count))]
+        pending: dict[str, Any] = {table: requests}
+        while pending:
+            pending = direct.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(batch, range(0, count, 25)))
+
+
+async def read_all(port: int, table: str, count: int, connections: int = 16) -> None:
+    """GetItem of every item once, over ``connections`` keep-alive connections (raw HTTP/1.1)."""
+    queue = iter(range(count))
+
+    async def worker() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        head = "".join(f"{k}: {v}\r\n" for k, v in GETITEM_HEADERS.items())
+        for n in queue:
+            body = b'{"TableName":"%s","Key":{"pk":{"S":"user#%06d"},"sk":{"N":"0"}}}' % (table.encode(), n)
+            writer.write(f"POST / HTTP/1.1\r\nHost: b\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            headers = await reader.readuntil(b"\r\n\r\n")
+            assert headers.startswith(b"HTTP/1.1 200"), headers
+            length = int(headers.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+        writer.close()
+
+    await asyncio.gather(*(worker() for _ in range(connections)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="fewer writes, 20,000 items instead of 100,000")
+    args = parser.parse_args()
+    writes, items = (100, 20_000) if args.quick else (500, 100_000)
+    l1 = "16MiB" if args.quick else "64MiB"
+    ddl = DynamoDBLocal()
+    direct = client(ddl.endpoint)
+    table = create_table(direct, f"Scale-{uuid.uuid4().hex[:6]}")
+    server = EmbeddedValkey(port=free_port())
+    common = ("--item-ttl", "3600", "--log-level", "warning", "--streams", "off", "--valkey", server.url,
+              "--cache-size", l1)
+    nodes = [DaxdNode(ddl.endpoint, *common, "--node-id", f"n{i}") for i in range(3)]
+    idle = DaxdNode(ddl.endpoint, "--log-level", "warning", "--streams", "off", "--cache-size", l1)
+    try:
+        a, b = Raw(nodes[0].ports["http"], table), Raw(nodes[1].ports["http"], table)
+        print(f"## Staleness: a write through node A, read in a loop on node B ({writes} writes, one key each), "
+              f"load average {load_average()}\n")
+        across = staleness(a, b, writes)
+        same = staleness(a, Raw(nodes[0].ports["http"], table), writes)
+        print("| path | p50 ms | p99 ms | max ms |\n|---|---|---|---|")
+        for name, values in (("A writes, B reads (across nodes)", across), ("A writes, A reads (yardstick)", same)):
+            print(f"| {name} | {statistics.median(values) * 1e3:.2f} | {percentile(values, 0.99) * 1e3:.2f} "
+                  f"| {max(values) * 1e3:.2f} |")
+        print(f"\nacross nodes p99 {percentile(across, 0.99) * 1e3:.2f} ms (target ≤ 20 ms); "
+              f"load average after: {load_average()}")
+
+        print(f"\n## Memory: {items:,} items of ~1 KB read through 3 nodes (--cache-size {l1} each)\n")
+        started = time.perf_counter()
+        fill_table(direct, table, items)
+        print(f"(table filled in {time.perf_counter() - started:.0f} s)")
+        store = valkey.Valkey(port=server.port)
+        store.config_resetstat()
+        valkey_cpu = cpu_seconds(server.process.pid) if server.process else 0.0
+        timings = []
+        for node in nodes:
+            started = time.perf_counter()
+            asyncio.run(read_all(node.ports["http"], table, items))
+            timings.append(time.perf_counter() - started)
+        valkey_cpu = (cpu_seconds(server.process.pid) if server.process else 0.0) - valkey_cpu
+        info = store.info()
+        commands = int(info["total_commands_processed"])
+        item_keys = sum(1 for _ in store.scan_iter(match=b"dx:i:*", count=1000))
+        print("| figure | value |\n|---|---|")
+        print(f"| items read through each node | {items:,} |")
+        print(f"| read time: node 1 (DynamoDB + L2 fill), nodes 2 and 3 (L2 hits) | "
+              f"{timings[0]:.1f} s, {timings[1]:.1f} s, {timings[2]:.1f} s |")
+        print(f"| Valkey keys in all / item keys (dx:i:) | {store.dbsize():,} / {item_keys:,} |")
+        print(f"| Valkey used_memory | {int(info['used_memory']) / MiB:.1f} MiB "
+              f"({int(info['used_memory']) / max(item_keys, 1):.0f} B per item key) |")
+        print(f"| Valkey commands during the reads / CPU per command | {commands:,} / "
+              f"{valkey_cpu / max(commands, 1) * 1e6:.1f} µs |")
+        idle_rss = rss(idle.process.pid)
+        for i, node in enumerate(nodes):
+            with http.client.HTTPConnection("127.0.0.1", node.ports["admin"], timeout=10) as admin:
+                admin.request("GET", "/stats.json")
+                cache = orjson.loads(admin.getresponse().read())["cache"]
+            size = rss(node.process.pid)
+            print(f"| node {i + 1}: RSS / L1 bytes held / idle node's RSS | {size / MiB:.0f} MiB / "
+                  f"{cache['bytes'] / MiB:.0f} MiB / {idle_rss / MiB:.0f} MiB: RSS - idle = "
+                  f"{(size - idle_rss) / MiB:.0f} MiB = {(size - idle_rss) / max(cache['capacity'], 1):.2f}x "
+                  f"--cache-size |")
+        print(f"\nstored once: {item_keys:,} item keys for {items:,} items read through 3 nodes; "
+              f"load average after: {load_average()}")
+    finally:
+        for node in [*nodes, idle]:
+            node.stop()
+        server.stop()
+        ddl.stop()
+
+
+if __name__ == "__main__":
+    main()
