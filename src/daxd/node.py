@@ -403,8 +403,17 @@ class Node:
         accelerator.on_write = shared.outbox.extend
         self.tier = ValkeyTier(url, on_invalidate=accelerator.apply_invalidation, on_lost=accelerator.shared_tier_lost,
                                cluster=s.valkey_cluster, tls=TlsFiles(s.valkey_ca, s.valkey_cert, s.valkey_key))
-        self.tier.start()
-        if not await self.tier.wait_connected(5.0):
+        tier = self.tier
+        self.metrics.gauges.update({
+            "daxd_shared_tier_up": ("1 while the shared tier (Valkey) is reachable and trusted, 0 while degraded.",
+                                    lambda: float(tier.up)),
+            "daxd_shared_tier_connects": ("Times this process (re)connected to the shared tier and trusted it again.",
+                                          lambda: float(tier.connects)),
+            "daxd_shared_tier_tracked_servers": ("Valkey servers this process hears invalidations from.",
+                                                 lambda: float(len(tier.tracked) or 1) if tier.up else 0.0),
+        })
+        tier.start()
+        if not await tier.wait_connected(5.0):
             log.warning("shared tier %s not reachable yet (%s): serving from DynamoDB until it is",
                         url, self.tier.reason)
 

@@ -125,6 +125,8 @@ class ValkeyTier:
         self.up = False
         self.reason = "not connected yet"
         self.invalidations = 0
+        #: Times the tier was (re)connected and trusted again.
+        self.connects = 0
         #: Primaries tracked now ((host, port); the URL's server alone without cluster mode).
         self.tracked: list[tuple[str, int]] = []
         #: Item key triples and (generation, marker) pairs of commits that did not reach Valkey.
@@ -243,17 +245,25 @@ class ValkeyTier:
         if not self.cluster:
             return [("", 0)]
         seed = urlsplit(self.url).hostname or "127.0.0.1"
-        pool = valkey_async.ConnectionPool.from_url(self.url, **self.options)
-        try:
-            connection = await pool.get_connection("CLUSTER")  # type: ignore[no-untyped-call]
-            await connection.send_command("CLUSTER", "NODES")
-            listing = await connection.read_response()
-        finally:
-            await pool.disconnect()
-        primaries = primaries_of(listing.decode() if isinstance(listing, bytes) else str(listing), seed)
-        if not primaries:
-            raise ConnectionError("the cluster has no primary serving slots")
-        return primaries
+        # The URL's node first; if it is gone, any primary tracked before (it may have been replaced).
+        candidates = [self.url] + [self._node_url(host, port) for host, port in self.tracked]
+        failure: Exception = ConnectionError("no node to ask")
+        for url in candidates:
+            pool = valkey_async.ConnectionPool.from_url(url, **self.options)
+            try:
+                connection = await pool.get_connection("CLUSTER")  # type: ignore[no-untyped-call]
+                await connection.send_command("CLUSTER", "NODES")
+                listing = await connection.read_response()
+            except _FAILURES as exc:
+                failure = exc
+                continue
+            finally:
+                await pool.disconnect()
+            primaries = primaries_of(listing.decode() if isinstance(listing, bytes) else str(listing), seed)
+            if not primaries:
+                raise ConnectionError("the cluster has no primary serving slots")
+            return primaries
+        raise failure
 
     async def _run(self) -> None:
         backoff = 0.05
@@ -274,6 +284,7 @@ class ValkeyTier:
                     log.warning("shared tier up: %s%s", self.url,
                                 f" ({len(primaries)} primaries)" if self.cluster else "")
                 self.up, self.reason = True, "ok"
+                self.connects += 1
                 self._connected.set()
                 backoff = 0.05
                 await self._listen(pairs)
