@@ -57,9 +57,11 @@ def named_metrics(expression: str) -> set[str]:
 
 
 @pytest.fixture
-def loaded_node(start_node: Any) -> Iterator[tuple[DaxdNode, str]]:
-    """A node in front of DynamoDB Local with reads and writes going through it until the test ends."""
-    node = start_node()
+def loaded_node(start_node: Any, request: pytest.FixtureRequest) -> Iterator[tuple[DaxdNode, str]]:
+    """A node in front of DynamoDB Local with reads and writes going through it until the test ends.
+
+    Parametrized indirectly with extra flags (``--workers 2``: the supervisor's merged page)."""
+    node = start_node(*getattr(request, "param", ()))
     ddb = node.client()
     table = create_table(ddb, range_key=None, stream=True)
     for i in range(50):
@@ -84,6 +86,7 @@ def loaded_node(start_node: Any) -> Iterator[tuple[DaxdNode, str]]:
     worker.join(30)
 
 
+@pytest.mark.parametrize("loaded_node", [(), ("--workers", "2")], indirect=True, ids=["one-process", "workers"])
 def test_dashboard_draws_live_figures_in_a_real_browser(loaded_node: tuple[DaxdNode, str], tmp_path: Path) -> None:
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
         pytest.skip("chromium and chromedriver are not installed (scripts/test installs them with apt-get as root)")
@@ -122,7 +125,13 @@ def test_dashboard_draws_live_figures_in_a_real_browser(loaded_node: tuple[DaxdN
         assert re.search(r"\d+(\.\d+)?%", driver.find_element("id", "tile-hit").text)
         ops = driver.find_element("id", "ops").text
         assert "GetItem" in ops and "PutItem" in ops
-        shot = Path(os.environ.get("DAXD_DASHBOARD_SCREENSHOT") or tmp_path / "dashboard.png")
+        workers = driver.find_element("id", "workers-box")
+        several = "--workers" in " ".join(node.process.args)  # type: ignore[arg-type]
+        if several:
+            wait_until(lambda: workers.is_displayed() and workers.text.count(" ok ") == 2, 20, "both workers' rows")
+        else:
+            assert not workers.is_displayed()
+        shot = Path((not several and os.environ.get("DAXD_DASHBOARD_SCREENSHOT")) or tmp_path / "dashboard.png")
         assert driver.save_screenshot(str(shot))
         assert shot.stat().st_size > 10_000
     finally:

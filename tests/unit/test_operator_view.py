@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import logging
+import sys
 from typing import Any
 
 import pytest
@@ -191,3 +193,27 @@ def test_status_watch_redraws_until_ctrl_c_and_shows_a_failed_fetch(monkeypatch:
     shown = [out.getvalue()]
     assert not answers  # it kept fetching until Ctrl-C
     assert "10.0.0.1:8111" in shown[0] and "connection refused" in shown[0]
+
+
+def test_status_shows_leases_once_a_lease_module_exists(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+    import types
+
+    from daxd.tier.reports import leases_of, tier_figures
+
+    monkeypatch.delitem(sys.modules, "daxd.tier.leases", raising=False)
+    if importlib.util.find_spec("daxd.tier.leases") is None:
+        assert asyncio.run(leases_of(object())) is None  # no module: no leases row, not an error
+    module = types.ModuleType("daxd.tier.leases")
+
+    async def leases(client: Any) -> list[dict[str, Any]]:
+        return [{"table": "Orders", "shard": "shardId-1", "holder": "n1", "client": repr(client)}]
+
+    module.leases = leases  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "daxd.tier.leases", module)
+    assert asyncio.run(leases_of("c")) == [{"table": "Orders", "shard": "shardId-1", "holder": "n1", "client": "'c'"}]
+    shards = {"a:1": {"used_memory": 10, "keyspace_hits": 3, "keyspace_misses": 1, "valkey_version": "8.1"},
+              "b:2": {"used_memory": 20, "keyspace_hits": 1, "keyspace_misses": 3, "valkey_version": "8.1"}}
+    figures = tier_figures(shards, 7)
+    assert figures["used_memory"] == 30 and figures["shards"] == 2 and figures["keyspace_hit_ratio"] == 0.5
+    assert tier_figures({"used_memory": 5, "role": "master"}, 1)["shards"] == 1

@@ -127,10 +127,14 @@ async def overview(client: Any, *, me: str, url: str, up: bool, reason: str) -> 
         info = await client.info()
         keys = int(await client.dbsize())
         view["tier"].update(tier_figures(info, keys))
-        view["leases"] = await leases_of(client)
     except Exception as exc:  # the overview of a node cut off from Valkey: say so, show what is known
         view["tier"].update(connected=False, reason=f"{type(exc).__name__}: {exc}")
         return view | {"nodes": [], "leases": None}
+    try:
+        view["leases"] = await leases_of(client)
+    except Exception as exc:  # the lease module's trouble is not the tier's
+        log.warning("cluster overview: reading the stream leases failed: %s", exc)
+        view["leases"], view["leases_error"] = None, f"{type(exc).__name__}: {exc}"
     workers: dict[str, list[dict[str, Any]]] = {}
     for _, report in reports:
         if isinstance(report, dict) and isinstance(report.get("node"), str):
