@@ -12,10 +12,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from daxd.auth import load_key_file
-from daxd.cluster.membership import Address, PeerListError
-from daxd.cluster.node import peer_credentials
-from daxd.cluster.peers import PeerConnection, PeerError
+from daxd.cluster.connection import NodeCallError, NodeConnection
+from daxd.cluster.membership import Address, AddressError
 from daxd.config import ConfigError
+from daxd.upstream.sigv4 import Credentials
 
 #: The table's columns; with rich's compact box it fits 80 columns for the usual addresses.
 COLUMNS = ("node", "address", "health", "hit %", "cache", "entries", "stream lag")
@@ -30,15 +30,16 @@ def fetch_status(address: str, auth_keys: str | None, region: str, timeout: floa
     """
     try:
         target = Address.parse(address)
-    except PeerListError as exc:
-        raise ConfigError(str(exc).replace("peers: ", "")) from None
+    except AddressError as exc:
+        raise ConfigError(str(exc)) from None
     credentials = None
-    if auth_keys:  # peer methods need a key without permission rules
+    if auth_keys:  # daxd's method needs a key without permission rules: the first such key is used
         keys = load_key_file(auth_keys)
-        credentials = peer_credentials({k: v for k, v in keys.secrets.items() if keys.permissions.full_access(k)})
+        full = [(k, v) for k, v in keys.secrets.items() if keys.permissions.full_access(k)]
+        credentials = Credentials(*full[0]) if full else None
 
     async def ask() -> Any:
-        connection = PeerConnection(target, credentials=credentials, region=region, timeout=timeout)
+        connection = NodeConnection(target, credentials=credentials, region=region, timeout=timeout)
         try:
             return await connection.call("daxd.ping", {"view": True})
         finally:
@@ -46,7 +47,7 @@ def fetch_status(address: str, auth_keys: str | None, region: str, timeout: floa
 
     try:
         view = asyncio.run(ask())
-    except PeerError as exc:
+    except NodeCallError as exc:
         raise OSError(str(exc)) from None
     if not isinstance(view, dict):
         raise OSError("the node's answer is not a status")
@@ -79,7 +80,7 @@ def _ratio(value: Any) -> str:
 
 
 def status_rows(view: Mapping[str, Any]) -> list[tuple[str, ...]]:
-    """One row per node: the answering node's own figures, then what its pings told it of each peer."""
+    """One row per node: the answering node's own figures, then every other live node (its name and address)."""
     rows: list[tuple[str, ...]] = []
     for node in view.get("nodes") or []:
         figures = view if node.get("health") == "self" else node.get("status") or {}

@@ -5,7 +5,7 @@
 ``GET /ready``        200 when the listeners are up and the upstream answers, else 503 + a JSON reason
 ``POST /cache/flush`` drop every entry, or one table's with ``?table=NAME``
 ``GET /metrics``      Prometheus text format
-``GET /cluster``      JSON: this node's figures, every peer's health and role, stream lag per table
+``GET /cluster``      JSON: this node's figures, every live node, stream lag per table
 ``GET /tables``       JSON: each table's effective cache policy (defaults, ``[tables.X]`` sections, known tables)
 ``POST /auth/reload`` re-read the key file (as SIGHUP does); a file that does not parse keeps the old one (409)
 """
