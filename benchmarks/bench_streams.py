@@ -19,7 +19,7 @@ the item TTL).
   sooner than this (the node then drops what it cached of the table).
 
 Trials run 10 at a time (their polling is load on the same two cores), on
-one node and on a cluster of three (``--health-interval 1``, the default).
+one node and on a cluster of three sharing one Valkey (stream shards leased).
 
     python -m benchmarks.bench_streams [--quick] [--nodes 1|3]
 """
@@ -93,7 +93,11 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for size in args.nodes or (1, 3):
         ddl = DynamoDBLocal()  # a fresh one per configuration: the same starting state for both
-        nodes = [DaxdNode(ddl.endpoint)] if size == 1 else start_cluster(ddl.endpoint, 3, "--health-interval", "1")
+        valkey = None
+        if size == 1:
+            nodes = [DaxdNode(ddl.endpoint)]
+        else:
+            nodes, valkey = start_cluster(ddl.endpoint, 3)
         try:
             measure(ddl, nodes, BATCH, 0.0)  # warm-up, not counted: DynamoDB Local's JIT, the nodes' pools
             first = summary(measure(ddl, nodes, trials, 0.0))
@@ -102,6 +106,8 @@ def main() -> None:
         finally:
             for node in nodes:
                 node.stop()
+            if valkey is not None:
+                valkey.stop()
             ddl.stop()
         for label, (p50, p99, worst, stale) in (("0-2 s after the first read", first),
                                                 ("5-7 s after (yardstick)", steady)):

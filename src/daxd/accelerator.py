@@ -151,7 +151,7 @@ class Accelerator:
         self.stream_order = KeyOrder()
         self.metrics = metrics or Metrics()
         self.metrics.watch_store(self.store)
-        #: Told what each write changed, after the cache was updated (a cluster tells its peers).
+        #: Told what each write changed, after the cache was updated (the shared tier commits it).
         self.on_write: Callable[[list[Change]], None] | None = None
         #: Told the name of a table the first time it is seen (:meth:`see_table`): a stream
         #: tailer then positions its readers at once instead of at its next discovery round.
@@ -386,7 +386,9 @@ class Accelerator:
         what = parse_invalidation(name)
         if what is None:
             return
-        if what.queries:
+        if what.queries and what.partition is None:  # a whole table: a stream reader distrusted it
+            self.distrust(what.table)
+        elif what.queries:
             self.queries.invalidate(what.table, what.partition, share=False)
         elif what.key is not None:
             self.items.evict(what.table, what.key, share=False)
@@ -720,7 +722,7 @@ class Accelerator:
         return {(table, key): self.items.token(table, key) for table, key in keys_}
 
     def _commit(self, changes: list[Change], tokens: dict[tuple[str, bytes], Token]) -> None:
-        """Apply an acknowledged write's changes to the item cache, then tell the observer (the peers).
+        """Apply an acknowledged write's changes to the item cache, then tell the observer (the shared tier).
 
         An image (or a negative entry) is stored only if its key's token is
         unchanged since the write was sent (see :meth:`ItemCache.put_image`);

@@ -29,7 +29,7 @@ OPTION_GROUPS = (
     ("Cache", ("cache_size", "item_ttl", "query_ttl", "consistent_window", "streams")),
     ("Upstream", ("upstream", "region", "profile", "upstream_timeout", "upstream_max_attempts",
                   "upstream_max_connections", "control_plane")),
-    ("Cluster", ("workers", "valkey", "peers", "advertise", "node_id", "health_interval")),
+    ("Cluster", ("workers", "valkey", "advertise", "node_id")),
     ("Shared tier", ("valkey_cluster", "valkey_ca", "valkey_cert", "valkey_key", "degraded_ttl")),
     ("Security", ("auth_keys", "tls_cert", "tls_key")),
     ("Operations", ("config_file", "log_level", "log_format", "shutdown_grace", "leave_period", "help")),
@@ -42,7 +42,6 @@ Examples:
   DAXD_HTTP_PORT=9000 daxd serve --config daxd.toml --log-format json
   daxd serve --workers 2                          # two processes, one cache (an embedded Valkey)
   daxd serve --valkey redis://cache:6379 --advertise 10.0.0.1 --upstream aws
-  daxd serve --peers 10.0.0.1:8111,10.0.0.2:8111 --advertise 10.0.0.1 --upstream aws
 
 Every option is also an environment variable (shown in brackets) and a key of the --config file;
 flags win over the environment, the environment over the file. The dashboard is at
@@ -147,11 +146,8 @@ def main() -> None:
 @click.option("--request-budget", help="Bytes of large request bodies the node holds at once; more wait their "
               "turn (default 32MiB).")
 @click.option("--node-id", help="This node's name in a cluster (default hostname:dax-port).")
-@click.option("--advertise", help="Address clients and peers reach this node at (default --host, or the "
+@click.option("--advertise", help="Address clients and other nodes reach this node at (default --host, or the "
               "machine's primary address when --host is a wildcard).")
-@click.option("--peers", help="Every node's DAX address, host:port,host:port,... - the same list on every "
-              "node, this one included (default: a cluster of one).")
-@click.option("--health-interval", type=float, help="Seconds between health probes of each peer (default 1).")
 @click.option("--workers", type=int, help="Worker processes sharing the ports and one cache (default 1); more "
               "than one starts an embedded Valkey for the shared tier unless --valkey is given.")
 @click.option("--valkey", help="Valkey/Redis URL of the shared cache tier (redis://host:port, rediss:// for "

@@ -110,12 +110,8 @@ class Settings:
     request_budget: int = 32 * 1024 * 1024
     #: This node's name in a cluster (None: ``hostname:dax_port``); its wire id is derived from it.
     node_id: str | None = None
-    #: The address clients and peers reach this node at (None: ``host``, or the primary address for a wildcard).
+    #: The address clients reach this node at (None: ``host``, or the primary address for a wildcard).
     advertise: str | None = None
-    #: Every node's DAX address, ``host:port,host:port``, the same list on every node (None: a cluster of one).
-    peers: str | None = None
-    #: Seconds between health probes of each peer.
-    health_interval: float = 1.0
     #: Per-table cache policy, the file's ``[tables.NAME]`` sections (daxd.policy); file only, no flag or env.
     tables: TablePolicies | None = None
     #: Worker processes sharing this node's ports and cache (1: one process, as without the flag).
@@ -143,10 +139,6 @@ class Settings:
                 raise ConfigError(f"{name}: must be >= 0 seconds")
         if self.leave_period is not None and not 0 <= self.leave_period <= 3600:
             raise ConfigError("leave_period: must be between 0 and 3600 seconds")
-        if not 0.05 <= self.health_interval <= 60:
-            raise ConfigError("health_interval: must be between 0.05 and 60 seconds")
-        if self.peers and self.dax_port == 0:
-            raise ConfigError("dax_port: a node with peers needs a fixed DAX port (peers are named by it)")
         if self.cache_size < MIN_CACHE_SIZE:
             raise ConfigError(f"cache_size: {self.cache_size} bytes is too small to cache anything useful "
                               f"(minimum 1MiB; a bare number is bytes: did you mean {self.cache_size}MiB or "
@@ -166,9 +158,6 @@ class Settings:
         if self.valkey is not None and not re.match(r"^(redis|rediss|valkey|valkeys|unix)://", self.valkey):
             raise ConfigError(f"valkey: {self.valkey!r} is not a redis://, rediss://, valkey:// or unix:// URL")
         self._check_valkey()
-        if self.peers and (self.valkey is not None or self.workers > 1):
-            raise ConfigError("peers: nodes sharing a Valkey find each other through it; "
-                              "--peers cannot be combined with --valkey or --workers")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("tls_cert and tls_key: give both (a PEM certificate chain and its key) or neither")
         for name in ("attribute_lists_max", "dax_max_connections", "http_max_connections", "max_header_count"):
@@ -216,8 +205,6 @@ def _coerce(name: str, value: Any) -> Any:
     try:
         if name in SIZES:
             return parse_size(value, name)
-        if name == "peers" and isinstance(value, list):
-            return ",".join(str(v) for v in value)
         if kind == "int":
             return int(value)
         if kind in ("float", "float | None"):

@@ -29,8 +29,8 @@ from daxd import __version__
 from daxd.accelerator import Accelerator, CacheSettings
 from daxd.auth import DaxAuthenticator, KeyRing, http_authorizer
 from daxd.cache.stamps import Stamps
-from daxd.cluster.membership import Address, Membership, PeerListError, find_self, parse_peers
-from daxd.cluster.node import Cluster, peer_credentials
+from daxd.cluster.membership import Address
+from daxd.cluster.node import Cluster
 from daxd.cluster.records import StreamRecord
 from daxd.cluster.streams import StreamCollector, StreamsUpstream, StreamTailer, streams_endpoint
 from daxd.config import ConfigError, Settings
@@ -46,6 +46,7 @@ from daxd.observability import Metrics
 from daxd.policy import TablePolicies
 from daxd.stats import Sampler
 from daxd.tier.client import TlsFiles, ValkeyTier
+from daxd.tier.leases import StreamLeases
 from daxd.tier.members import ValkeyMembers
 from daxd.tier.reports import Reporter, process_figures
 from daxd.tier.shared import SharedTier
@@ -118,26 +119,15 @@ def resolve(host: str) -> str:
     try:
         infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except OSError as exc:
-        raise ConfigError(f"peers/advertise: cannot resolve {host!r}: {exc}") from None
+        raise ConfigError(f"advertise: cannot resolve {host!r}: {exc}") from None
     infos.sort(key=lambda info: info[0] != socket.AF_INET)
     return str(infos[0][4][0])
 
 
-def membership_of(settings: Settings) -> Membership:
-    """This node's cluster view from ``--peers``, ``--advertise``, ``--dax-port`` and ``--node-id``.
-
-    Raises:
-        ConfigError: a bad peer entry, or this node is not in the list.
-    """
+def advertised_address(settings: Settings) -> str:
+    """``--advertise``, else ``--host``, else (a wildcard host) the machine's primary address."""
     wildcard = settings.host in ("", "0.0.0.0", "::")
-    advertise = settings.advertise or (primary_address() if wildcard else settings.host)
-    me = Address(advertise, settings.dax_port)
-    try:
-        others = find_self(parse_peers(settings.peers), me)
-    except PeerListError as exc:
-        raise ConfigError(str(exc)) from None
-    name = settings.node_id or f"{socket.gethostname()}:{settings.dax_port}"
-    return Membership(me, resolve(advertise), name, {p: resolve(p.host) for p in others}, timer=time.monotonic)
+    return settings.advertise or (primary_address() if wildcard else settings.host)
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext | None:
@@ -225,12 +215,10 @@ class Node:
         self.request_budget = RequestBudget(settings.request_budget)
         self.metrics.registry.register(dax_server.DaxCollector(self.attr_lists))
         self.metrics.registry.register(ListenerCollector(self.listeners))
-        peer_keys = None  # peers sign with the first key without permission rules
-        if self.keyring is not None:
-            peer_keys = {k: v for k, v in self.keyring.secrets.items() if self.keyring.full_access(k)}
-        self.cluster = Cluster(membership_of(settings), self.accelerator, credentials=peer_credentials(peer_keys),
-                               region=self.region, health_interval=settings.health_interval,
-                               quiet=settings.consistent_window)
+        self.advertise = advertised_address(settings)
+        self.advertise_ip = resolve(self.advertise)
+        #: Named once the DAX port is known (the default name is ``hostname:dax-port``).
+        self.cluster = Cluster(settings.node_id or socket.gethostname(), self.advertise, self.accelerator)
         #: Set when this process is one of ``--workers N`` (by the supervisor, through the environment).
         self.worker = WorkerContext.from_environment()
         if self.worker is not None:
@@ -239,6 +227,7 @@ class Node:
         self.tier: ValkeyTier | None = None
         self.members: ValkeyMembers | None = None
         self.reporter: Reporter | None = None
+        self.leases: StreamLeases | None = None
         self.http_port = 0
         self.admin_port = 0
         self.dax_port = 0
@@ -287,15 +276,6 @@ class Node:
             await self._connect_tier(s.valkey)
         self.driver = AsyncDriver(self.accelerator, self.upstream, self.tier)
         self.streams_upstream = self._make_streams_upstream()  # also serves the Streams API on the HTTP port
-        if s.streams == "on" and s.upstream != "embedded" and (self.worker is None or self.worker.index == 0):
-            clustered = self.cluster.membership.clustered
-            sink = self.cluster.sink if clustered else self._stream_sink if self.tier is not None else None
-            self.tailer = StreamTailer(self.accelerator, self.streams_upstream,
-                                       shard_filter=self.cluster.owns if clustered else None, sink=sink,
-                                       distrust=self.cluster.distrust if clustered else None)
-            self.cluster.tailer = self.tailer
-            self.metrics.registry.register(StreamCollector(self.tailer.stats))
-            self.tailer.start()
         authorizer = http_authorizer(self.secrets) if self.secrets is not None else None
         api = DynamoDBApp(self.driver, self.metrics, authorizer, self.keyring,
                           streams=self.streams_upstream.call_streams, region=self.region)
@@ -309,31 +289,66 @@ class Node:
                              authenticator=DaxAuthenticator(self.secrets) if self.secrets is not None else None,
                              hostname=advertised_hostname(s.host), availability_zone=f"{self.region}a",
                              cluster=self.cluster, cluster_port=s.dax_port or None, keyring=self.keyring)
+        cluster = self.cluster
         if self.tier is not None:
-            me = self.cluster.membership
             self.members = ValkeyMembers(self.tier.client, name=s.node_id or f"{socket.gethostname()}:{s.dax_port}",
-                                         host=advertised_hostname(me.me.host), ip=me.my_ip, port=s.dax_port,
-                                         local=self.cluster)
+                                         host=advertised_hostname(self.advertise), ip=self.advertise_ip,
+                                         port=s.dax_port, local=cluster)
             await self.members.list_once()  # a client asking this node before it joins is sent to the others
             service.cluster = self.members
         self.dax_port = await self._listen_dax("dax", service, s.dax_port, None)
         service.cluster_port = self.dax_port
+        cluster.name_as(s.node_id or f"{socket.gethostname()}:{self.dax_port}",
+                        str(Address(self.advertise, self.dax_port)))
         if self.members is not None and self.tier is not None:
-            self.members.bind(s.node_id or f"{socket.gethostname()}:{self.dax_port}", self.dax_port)
+            self.members.bind(cluster.name, self.dax_port)
+            cluster.members = self.members
             self.members.start()
             self._joining = asyncio.get_running_loop().create_task(self._join_when_ready(), name="daxd-join")
             self.reporter = Reporter(self.tier.client, self.members.name, self.worker.index if self.worker else 0,
                                      lambda: process_figures(self, self.members.name if self.members else ""))
             self.reporter.start()
-        self.cluster.start()
+        self._start_streams()
         if self.tls is not None:
             self.dax_tls_port = await self._listen_dax("daxs", service, s.dax_tls_port, self.tls)
             self.http_tls_port = await self._listen_http("https", api, s.http_tls_port, self.tls)
         self._announce()
         self._start_background()
 
+    def _start_streams(self) -> None:
+        """Follow the tables' streams: every shard alone, or (sharing a Valkey) the shards leased here.
+
+        Only worker 0 of a node follows streams; what it applies reaches the
+        other workers' and nodes' L1 through the shared tier.
+        """
+        s = self.settings
+        if s.streams != "on" or s.upstream == "embedded" or (self.worker is not None and self.worker.index != 0):
+            return
+        assert self.streams_upstream is not None
+        if self.tier is not None:
+            self.leases = StreamLeases(self.tier.client, name=self.cluster.name, accelerator=self.accelerator,
+                                       live=self.cluster.live)
+            self.cluster.leases = self.leases
+        leases = self.leases
+        self.tailer = StreamTailer(self.accelerator, self.streams_upstream, leases=leases,
+                                   sink=self._stream_sink if self.tier is not None else None,
+                                   distrust=leases.distrust if leases is not None else None)
+        self.cluster.tailer = self.tailer
+        self.metrics.registry.register(StreamCollector(self.tailer.stats))
+        self.tailer.start()
+        if leases is not None:
+            leases.wake = self.tailer.reassign
+            leases.start()
+
+    async def _stop_streams(self) -> None:
+        """Stop reading, then give the leases back so other nodes resume the shards at once."""
+        if self.tailer is not None:
+            await self.tailer.stop()
+        if self.leases is not None:
+            await self.leases.stop()
+
     def _add_gauges(self) -> None:
-        health, membership = self.upstream.health if self.upstream else None, self.cluster.membership
+        health, cluster = self.upstream.health if self.upstream else None, self.cluster
 
         def upstream_up() -> float | None:
             return None if health is None or health.up is None else float(health.up)
@@ -342,10 +357,8 @@ class Node:
             "daxd_cache_capacity_bytes": ("Memory allowed for entries (--cache-size).",
                                           lambda: self.settings.cache_size),
             "daxd_upstream_up": ("1 while the upstream answers, 0 while it cannot be reached.", upstream_up),
-            "daxd_cluster_nodes": ("Nodes in --peers, this one included (1 without --peers).",
-                                   lambda: 1 + len(membership.peers)),
-            "daxd_cluster_nodes_healthy": ("Nodes this one sees as healthy, itself included.",
-                                           lambda: len(membership.healthy_names())),
+            "daxd_cluster_nodes": ("Live nodes sharing this node's Valkey, this one included (1 without one).",
+                                   cluster.live),
         })
 
     def _start_background(self) -> None:
@@ -460,11 +473,9 @@ class Node:
         lines = [f"daxd {__version__} (Python {platform.python_version()}): DynamoDB API on "
                  f"http://{host}:{self.http_port}",
                  f"DAX protocol on dax://{host}:{self.dax_port}"]
-        membership = self.cluster.membership
-        if membership.clustered:
-            lines.append(f"cluster node {membership.name} (id {membership.node_id}) advertised as "
-                         f"{membership.me}; peers {', '.join(map(str, membership.peers))}")
         if self.tier is not None:
+            lines.append(f"cluster node {self.cluster.name} (id {self.cluster.node_id}) advertised as "
+                         f"{self.cluster.address}")
             lines.append(f"daxd: shared cache tier on {self.tier.url}"
                          + (f" (worker {self.worker.index})" if self.worker is not None else ""))
         if self.tls is not None:
@@ -486,8 +497,8 @@ class Node:
         if self.embedded is not None:
             log.warning("upstream is the embedded backend: data lives in this process's memory only "
                         "and is lost when daxd stops (use --upstream URL|aws for real data)")
-            if self.cluster.membership.clustered:
-                log.warning("--peers with the embedded backend: each node keeps its own in-memory database, "
+            if self.tier is not None:
+                log.warning("--valkey with the embedded backend: each node keeps its own in-memory database, "
                             "so the nodes share no data and their caches disagree; give every node the same "
                             "--upstream URL|aws")
         if self.secrets is None and not is_loopback(s.host):
@@ -570,7 +581,7 @@ class Node:
                         finished, cut, grace)
         else:
             log.info("drain: %d in-flight request(s) finished, none cut off", finished)
-        await self.cluster.stop()
+        await self._stop_streams()
         if self.reporter is not None:
             await self.reporter.stop()
         if self.members is not None:

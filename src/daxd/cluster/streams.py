@@ -13,20 +13,21 @@ leave the cache stale until its TTL; DynamoDB Streams reports each of them.
   read and from which :class:`Position`: shards open when we first describe
   the stream are read from LATEST; shards born later are read from
   TRIM_HORIZON once their parent is finished, so the records of one key arrive
-  in order across splits. A ``positions`` hook (a checkpoint store) may name
-  another start for a shard. Only the shards ``shard_filter`` accepts are read
-  (DynamoDB Streams allows about two readers per shard: a cluster assigns each
-  shard to one node).
+  in order across splits. A ``positions`` hook may name another start for a
+  shard. With ``leases`` (:class:`ShardLeases`: nodes sharing a Valkey) only
+  the shards whose lease this node holds are read, from their checkpoint; each
+  applied batch advances it, and a lost lease stops the reader (DynamoDB
+  Streams allows about two readers per shard: a cluster reads each once).
 - *No gap*: a reader positioned where records may have been missed (LATEST,
   or TRIM_HORIZON after ``TrimmedDataAccessException``) *distrusts* the table
   once its position is fixed (when GetShardIterator returns): entries filled
   before that moment may miss a write made before it and are dropped
-  (``distrust``, default :meth:`Accelerator.distrust`; a cluster tells its
-  peers too). Entries filled later are safe: every write acknowledged after
+  (``distrust``, default :meth:`Accelerator.distrust`; with a shared tier
+  every node drops them). Entries filled later are safe: every write acknowledged after
   them comes after the reader's position. Gapless starts (TRIM_HORIZON of a
   new shard, a checkpoint) distrust nothing.
 - *Records* go to the ``sink`` in GetRecords batches (default: applied to this
-  node's Accelerator; a cluster fans them out to its peers as well), and the
+  node's Accelerator; with a shared tier the keys are evicted there too), and the
   last sequence number handed over becomes the shard's checkpoint
   (:attr:`StreamTailer.checkpoints`). A null ``NextShardIterator`` means the
   shard is closed: the planner then starts its children. An expired iterator
@@ -81,6 +82,32 @@ RENEW_CODES = frozenset({"ExpiredIteratorException", "ValidationException"})
 LAG_BUCKETS = (0.25, 0.5, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 RecordSink = Callable[[Sequence[StreamRecord]], Awaitable[None]]
+
+
+class LeaseLost(Exception):
+    """This node no longer holds the lease of the shard it was reading: the reader stops."""
+
+
+class ShardLeases(Protocol):
+    """Which shards this node reads when nodes share them (:class:`daxd.tier.leases.StreamLeases`).
+
+    Without it the tailer reads every shard of its tables itself.
+    """
+
+    def listed(self, table: str, stream: str, shards: Sequence[str]) -> None:
+        """A DescribeStream listed these shards (the candidates for leases)."""
+
+    def owns(self, table: str, stream: str, shard: str) -> bool:
+        """Whether this node holds the shard's lease now."""
+
+    def position(self, table: str, stream: str, shard: str) -> Position | None:
+        """Where the shard's checkpoint says to resume (None: the planner's choice)."""
+
+    async def checkpoint(self, table: str, stream: str, shard: str, sequence: str) -> bool:
+        """A batch up to ``sequence`` was applied; False: the lease is no longer ours (stop reading)."""
+
+    async def finished(self, table: str, stream: str, shard: str, sequence: str | None) -> None:
+        """A closed shard was read to its end."""
 #: Told (table, stream) when a reader of that stream may have missed records (see "No gap" above).
 Distrust = Callable[[str, str], Awaitable[None]]
 
@@ -364,16 +391,17 @@ class StreamTailer:
     Args:
         accelerator: whose tables are followed and whose cache records are applied to (default sink).
         client: DynamoDB and DynamoDB Streams calls (:class:`StreamsUpstream`).
-        shard_filter: which shard ids this node reads (default: all).
+        leases: which shards this node reads, from where, and their checkpoints (default: every
+            shard of its tables, from the planner's positions).
         sink: receives each GetRecords batch (default: :meth:`apply_locally`).
         distrust: told (table, stream) when a reader may have missed records
-            (default: :meth:`distrust_locally`; a cluster tells its peers too).
+            (default: :meth:`distrust_locally`; a shared tier tells every node).
         positions: where to start reading a shard, ``(stream, shard) -> Position``
             (a checkpoint store); None, or a hook that answers None: the planner's choice.
     """
 
     def __init__(self, accelerator: Accelerator, client: StreamsClient, *,
-                 shard_filter: Callable[[str], bool] | None = None, sink: RecordSink | None = None,
+                 leases: ShardLeases | None = None, sink: RecordSink | None = None,
                  distrust: Distrust | None = None,
                  positions: Callable[[str, str], Position | None] | None = None,
                  settings: TailerSettings | None = None,
@@ -385,7 +413,7 @@ class StreamTailer:
         #: threads drive it too (the in-process wrapper); nothing in the node.
         self.guard = guard or nullcontext()
         self.client = client
-        self.shard_filter = shard_filter or (lambda _shard: True)
+        self.leases = leases
         self.sink = sink or self.apply_locally
         self.distrust = distrust or self.distrust_locally
         self.positions = positions
@@ -400,6 +428,8 @@ class StreamTailer:
         self._tables: dict[str, _Table] = {}
         self._task: asyncio.Task[None] | None = None
         self._wakes: set[asyncio.Event] = set()
+        #: Wakes set by :meth:`reassign` since their stream last planned (re-planned without a DescribeStream).
+        self._leases_changed: set[asyncio.Event] = set()
         self._new_table = asyncio.Event()
         #: DescribeTable calls at once (many tables are often first read together, e.g. at start-up).
         self._describing = asyncio.Semaphore(8)
@@ -434,8 +464,9 @@ class StreamTailer:
         log.info("stream tailer stopped")
 
     def reassign(self) -> None:
-        """``shard_filter``'s answers changed (a node joined or left): re-plan every stream now."""
+        """The leases held changed (taken or lost): re-plan every stream now."""
         for wake in self._wakes:
+            self._leases_changed.add(wake)
             wake.set()
 
     async def run(self) -> None:
@@ -598,35 +629,45 @@ class StreamTailer:
         state.recheck_at = self._clock() + (0.0 if reason == "disabled" else self.settings.recheck_interval)
 
     async def _follow_shards(self, table: str, stream: str) -> None:
-        planner = ShardPlanner(self.shard_filter)
+        leases = self.leases
+        planner = ShardPlanner((lambda s: leases.owns(table, stream, s)) if leases is not None else lambda _s: True)
         readers: dict[str, asyncio.Task[None]] = {}
         wake = asyncio.Event()
         self._wakes.add(wake)
+        describe = True
         try:
             while True:
-                status, shards = await self._describe_stream(table, stream)
+                if describe:  # not when only the leases held changed: the shard list is recent enough
+                    status, shards = await self._describe_stream(table, stream)
+                    if leases is not None:
+                        leases.listed(table, stream, [s.id for s in shards if s.id not in planner.finished])
                 self._collect(planner, readers)
                 plan = planner.update(shards)
                 for shard in plan.stop:
                     readers.pop(shard).cancel()
                 for shard, position in plan.start:
-                    position = (self.positions(stream, shard) if self.positions else None) or position
+                    position = (self.positions(stream, shard) if self.positions else None) \
+                        or (leases.position(table, stream, shard) if leases is not None else None) or position
                     task = asyncio.get_running_loop().create_task(self.read_shard(table, stream, shard, position))
                     task.add_done_callback(lambda _task: wake.set())
                     readers[shard] = task
                 if status == "DISABLED" and not readers:
                     return
+                self._leases_changed.discard(wake)
                 await self._nap(wake, self.settings.describe_interval)
-                self._collect(planner, readers)
+                describe = self._collect(planner, readers) or wake not in self._leases_changed
         finally:
+            self._leases_changed.discard(wake)
             self._wakes.discard(wake)
             for task in readers.values():
                 task.cancel()
             await asyncio.gather(*readers.values(), return_exceptions=True)
 
     @staticmethod
-    def _collect(planner: ShardPlanner, readers: dict[str, asyncio.Task[None]]) -> None:
-        """Reap ended readers: a reader that failed ends the stream (its exception propagates)."""
+    def _collect(planner: ShardPlanner, readers: dict[str, asyncio.Task[None]]) -> bool:
+        """Reap ended readers: a reader that failed ends the stream (its exception propagates).
+        True if a shard was read to its end (its children may be due)."""
+        finished = False
         for shard, task in list(readers.items()):
             if not task.done():
                 continue
@@ -635,9 +676,14 @@ class StreamTailer:
                 planner.abandon(shard)
                 continue
             error = task.exception()
+            if isinstance(error, LeaseLost):
+                planner.abandon(shard)
+                continue
             if error is not None:
                 raise error
             planner.finish(shard)
+            finished = True
+        return finished
 
     async def _describe_stream(self, table: str, stream: str) -> tuple[str, list[Shard]]:
         """DescribeStream, every page: (StreamStatus, shards)."""
@@ -665,6 +711,7 @@ class StreamTailer:
 
         Raises:
             StreamGone: the stream vanished or may not be read.
+            LeaseLost: the shard's lease is no longer this node's (the reader stops).
         """
         name = (stream, shard)
         last: str | None = None
@@ -694,12 +741,16 @@ class StreamTailer:
                     await self.sink(records)
                 if raw:
                     last = self.checkpoints[name] = str(raw[-1]["dynamodb"]["SequenceNumber"])
+                    if self.leases is not None and not await self.leases.checkpoint(table, stream, shard, last):
+                        raise LeaseLost(f"lease of {table} {shard} lost")
                 iterator = reply.get("NextShardIterator")
                 if not raw and iterator is not None:
                     await self._sleep(self.settings.poll_interval)
         finally:
             self.stats.readers[table] = self.stats.readers.get(table, 1) - 1
             self.checkpoints.pop(name, None)
+        if self.leases is not None:
+            await self.leases.finished(table, stream, shard, last)
         log.debug("shard %s of table %s is closed and read", shard, table)
 
     async def _open(self, table: str, stream: str, shard: str, position: Position, *,

@@ -1,12 +1,12 @@
-"""The client side of daxd's node-to-node traffic, sans-IO: request bytes out, replies in.
+"""The client side of daxd's own DAX method (``daxd status``), sans-IO: request bytes out, replies in.
 
-Peers talk over each other's DAX port with the DAX framing (docs/protocol.md,
+``daxd status`` talks to a node's DAX port with the DAX framing (docs/protocol.md,
 "Framing"): the five-item preamble, ``authorizeConnection`` signed like a DAX
-client signs it ("Authentication") when the cluster uses ``--auth-keys``, then requests
+client signs it ("Authentication") when the node uses ``--auth-keys``, then requests
 ``1, method-id, body`` for the methods of
 :data:`daxd.frontends.dax.events.PEER_METHODS`. A reply is ``80`` and one
 item, or the three items of a DAX error (§6.1). :class:`ReplyReader` frames
-replies with the server's bounded CBOR scanner, so a peer that answers
+replies with the server's bounded CBOR scanner, so a node that answers
 garbage costs a :class:`ProtocolError`, never an unbounded buffer.
 """
 
@@ -26,9 +26,9 @@ from daxd.frontends.dax.events import PEER_METHODS
 from daxd.model.errors import ProtocolError
 from daxd.upstream.sigv4 import ALGORITHM, DAX_HOSTS, EMPTY_SHA256, amz_date, signing_key
 
-USER_AGENT = f"daxd-peer/{__version__}"
+USER_AGENT = f"daxd-status/{__version__}"
 AUTHORIZE_CONNECTION = 1489122155
-#: Largest peer reply accepted (a status with many peers and tables is a few KiB).
+#: Largest reply accepted (a status with many nodes and tables is a few KiB).
 MAX_REPLY_SIZE = 4 * 1024 * 1024
 
 
@@ -38,7 +38,7 @@ def preamble(session_id: bytes) -> bytes:
 
 
 def request(method: str, body: Any) -> bytes:
-    """One peer method call (§1.2)."""
+    """One daxd method call (§1.2)."""
     return b"\x01" + cbor2.dumps(PEER_METHODS[method]) + cbor2.dumps(body)
 
 
@@ -56,7 +56,7 @@ def authorize(access_key: str, secret: str, region: str, now: datetime.datetime)
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """A peer's answer: ``value`` on success, else the DAX error's ``codes`` and ``message``."""
+    """A node's answer: ``value`` on success, else the DAX error's ``codes`` and ``message``."""
 
     ok: bool
     value: Any = None
@@ -65,7 +65,7 @@ class Reply:
 
 
 class ReplyReader:
-    """Frames replies out of the bytes a peer sends. Single-owner; no I/O."""
+    """Frames replies out of the bytes a node sends. Single-owner; no I/O."""
 
     def __init__(self, max_size: int = MAX_REPLY_SIZE) -> None:
         self.max_size = max_size
@@ -74,7 +74,7 @@ class ReplyReader:
     def feed(self, data: bytes) -> None:
         self._buf += data
         if len(self._buf) > self.max_size:
-            raise ProtocolError(f"peer reply larger than {self.max_size} bytes")
+            raise ProtocolError(f"reply larger than {self.max_size} bytes")
 
     def next_reply(self) -> Reply | None:
         """The next complete reply, or None until more bytes arrive.
@@ -100,5 +100,5 @@ class ReplyReader:
 
 def _error(codes: Any, message: Any) -> Reply:
     if not isinstance(codes, list) or not all(isinstance(c, int) for c in codes):
-        raise ProtocolError("peer reply is neither a success nor a DAX error")
+        raise ProtocolError("reply is neither a success nor a DAX error")
     return Reply(False, codes=tuple(codes), message=str(message))

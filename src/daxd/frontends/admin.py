@@ -5,7 +5,7 @@
 ``GET /ready``        200 when the listeners are up and the upstream answers, else 503 + a JSON reason
 ``POST /cache/flush`` drop every entry, or one table's with ``?table=NAME``
 ``GET /metrics``      Prometheus text format
-``GET /cluster``      JSON: this node's figures, every peer's health and role, stream lag per table
+``GET /cluster``      JSON: this node's figures, every live node, stream lag per table
 ``GET /tables``       JSON: each table's effective cache policy (defaults, ``[tables.X]`` sections, known tables)
 ``GET /samples.json`` JSON: the raw one-second samples behind the dashboard (a supervisor merges its workers')
 ``POST /auth/reload`` re-read the key file (as SIGHUP does); a file that does not parse keeps the old one (409)
@@ -77,15 +77,13 @@ class AdminApp:
         return _json(200 if ready else 503, {"ready": ready, "reason": reason})
 
     async def _cluster(self) -> HttpResponse:
-        """Over a shared Valkey: every node, worker, the tier and leases; else (``--peers``) the peers' view."""
+        """Over a shared Valkey: every node, worker, the tier and leases; else this node alone."""
         node = self.node
         if node.tier is not None and node.members is not None:
             view = await overview(node.tier.client, me=node.members.name, url=node.tier.url, up=node.tier.up,
                                   reason=node.tier.reason)
-        elif node.cluster.membership.clustered:
-            return _json(200, node.cluster.view())
         else:  # a node alone: itself, as the overview would show it
-            name = node.cluster.membership.name
+            name = node.cluster.name
             me = process_figures(node, name)
             view = {"node": name, "tier": None, "leases": None, "nodes": [
                 {"node": name, "address": me["address"], "member": True, "self": True, "workers": [me],

@@ -67,7 +67,7 @@ class Dashboard:
                 "endpoint": health.label, "up": health.up, "since": health.since, "outages": health.outages,
                 "last_error": health.last_error, "last_error_at": health.last_error_at},
             "tables": self._tables(summary["streams"]),
-            "cluster": {"clustered": node.cluster.membership.clustered, "nodes": self._nodes(summary)},
+            "cluster": {"clustered": node.cluster.clustered, "nodes": self._nodes(summary)},
             "requests": {op: int(n) for op, n in sorted(metrics.counts["daxd_total_request_count"].items())},
         }
 
@@ -91,7 +91,7 @@ class Dashboard:
 
     def _nodes(self, summary: dict[str, Any]) -> list[dict[str, Any]]:
         rows = []
-        for node in self.node.cluster.membership.view():
+        for node in self.node.cluster.nodes():
             figures = summary if node.get("health") == "self" else node.get("status") or {}
             streams = figures.get("streams") or {}
             rows.append({"node": node.get("node"), "address": node.get("address"), "health": node.get("health"),

@@ -22,12 +22,11 @@ class MethodInfo:
     arg_count: int
 
 
-#: daxd's own node-to-node methods (docs/cluster.md), one argument each. DAX's ids are
-#: signed 32-bit hashes; these lie above 2**32, so they can never collide with one.
+#: daxd's own method (docs/cluster.md), one argument. DAX's ids are signed 32-bit
+#: hashes; this lies above 2**32, so it can never collide with one. (2**32 + 2 and + 3
+#: were node-to-node pushes, removed with ``--peers``: unknown now.)
 PEER_METHODS: dict[str, int] = {
-    "daxd.ping": (1 << 32) + 1,  # health and status summary
-    "daxd.invalidate": (1 << 32) + 2,  # what a write changed (peer invalidation)
-    "daxd.records": (1 << 32) + 3,  # DynamoDB Streams records fanned out by a shard's reader
+    "daxd.ping": (1 << 32) + 1,  # the node's status (``daxd status``)
 }
 
 #: Every method the clients send. Unknown ids make the stream unparseable (§2.4).

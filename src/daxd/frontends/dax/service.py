@@ -83,7 +83,7 @@ _BEFORE_AUTH = (Preamble, AuthorizeConnection)
 
 
 class PeerHandler(Protocol):
-    """The cluster side of a node (:class:`daxd.cluster.node.Cluster`), as the DAX front end sees it."""
+    """The cluster side of a node (:class:`daxd.cluster.node.Cluster`): ``endpoints`` and ``daxd status``."""
 
     def endpoints_reply(self, hostname: str, availability_zone: str) -> bytes | None: ...
 
@@ -226,12 +226,12 @@ class DaxService:
         return reply
 
     def peer_message(self, session: Session, event: PeerMessage) -> Reply:
-        """daxd's own node-to-node methods (docs/cluster.md)."""
+        """daxd's own method, ``daxd.ping`` (``daxd status``, docs/cluster.md)."""
         if self.cluster is None:
             return encode_error(ValidationException(f"{event.method}: this node is not part of a cluster"))
         if self.keyring is not None and not self.keyring.full_access(session.access_key):
             return encode_error(denied(session.access_key, event.method, None,
-                                       "daxd's peer methods need a key without permission rules"))
+                                       "daxd's status method needs a key without permission rules"))
         return self.cluster.handle(event)
 
     def define_key_schema(self, session: Session, event: DefineKeySchema) -> Reply:
