@@ -77,16 +77,21 @@ class AdminApp:
         return _json(200 if ready else 503, {"ready": ready, "reason": reason})
 
     async def _cluster(self) -> HttpResponse:
-        """Over a shared Valkey: every node, worker, the tier and leases; else this node alone."""
+        """Over a shared Valkey: every node, worker, the tier and leases; else this node alone.
+
+        ``self`` is the answering process's own figures, current (the
+        overview's come from reports a second or so old).
+        """
         node = self.node
+        me = process_figures(node, node.cluster.name)
         if node.tier is not None and node.members is not None:
             view = await overview(node.tier.client, me=node.members.name, url=node.tier.url, up=node.tier.up,
                                   reason=node.tier.reason)
         else:  # a node alone: itself, as the overview would show it
             name = node.cluster.name
-            me = process_figures(node, name)
             view = {"node": name, "tier": None, "leases": None, "nodes": [
                 {"node": name, "address": me["address"], "member": True, "self": True, "workers": [me],
                  **totals([me])}]}
+        view["self"] = me
         view["table_policies"] = node.accelerator.policies_view()
         return _json(200, view)
