@@ -386,7 +386,9 @@ class Accelerator:
         what = parse_invalidation(name)
         if what is None:
             return
-        if what.queries:
+        if what.queries and what.partition is None:  # a whole table: a stream reader distrusted it
+            self.distrust(what.table)
+        elif what.queries:
             self.queries.invalidate(what.table, what.partition, share=False)
         elif what.key is not None:
             self.items.evict(what.table, what.key, share=False)
