@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from daxd.model.errors import ConditionalCheckFailedException
 from daxd.tier.client import TlsFiles, primaries_of
 from daxd.tier.shared import (
     DOWN,
+    TABLE_DISTRUST,
     SharedTier,
     TierCall,
     decode_lookup,
@@ -30,6 +32,7 @@ from daxd.tier.shared import (
     page_key,
     parse_invalidation,
     query_generation,
+    table_entry_patterns,
 )
 
 SCHEMA = orjson.dumps({"Table": {"TableName": "T", "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
@@ -52,6 +55,8 @@ def test_pushed_names_map_to_what_they_invalidate() -> None:
     part = parse_invalidation(query_generation("Music", b'{"S":"p}1"}')[0])
     assert part is not None and (part.table, part.partition, part.queries) == ("Music", b'{"S":"p}1"}', True)
     assert parse_invalidation(query_generation("Music", None)[0]) is None  # not tracked: partitions say it all
+    table = parse_invalidation(TABLE_DISTRUST + b"Music")                  # a stream reader distrusted it
+    assert table is not None and (table.table, table.partition, table.queries) == ("Music", None, True)
     assert parse_invalidation(item_keys("Music", key)[0]) is None
     assert parse_invalidation(b"dx:g:no-tag") is None
     assert parse_invalidation(b"other") is None
@@ -73,6 +78,15 @@ def test_keys_one_script_or_mget_touches_share_a_hash_tag() -> None:
         page = page_key("T", partition, b'Query{"TableName":"T"}')
         assert len({slot_tag(generation), slot_tag(marker), slot_tag(page)}) == 1
     assert page_key("T", None, b"Scan{}") != page_key("T", None, b"Scan{ }")
+
+
+def test_table_entry_patterns_match_every_item_and_page_of_the_table_and_nothing_else() -> None:
+    names = [item_keys("T", b'{"pk":{"S":"x"}}')[0], page_key("T", b'{"S":"x"}', b"Query{}"), page_key("T", None, b"Scan{}")]
+    others = [item_keys("T2", b'{"pk":{"S":"x"}}')[0], page_key("T2", None, b"Scan{}"), item_keys("T", b"k")[1],
+              query_generation("T", b'{"S":"x"}')[0]]
+    patterns = table_entry_patterns("T")
+    assert all(any(fnmatch.fnmatchcase(n.decode("latin-1"), p.decode("latin-1")) for p in patterns) for n in names)
+    assert not any(fnmatch.fnmatchcase(n.decode("latin-1"), p.decode("latin-1")) for p in patterns for n in others)
 
 
 def _tiered() -> tuple[Accelerator, SharedTier]:

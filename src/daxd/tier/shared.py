@@ -18,9 +18,11 @@ of a Query/Scan request (its canonical JSON):
 ``dx:q:p:{T NUL h(P)}P``            a partition's query generation: INCR by every write to it
 ``dx:qw:{T NUL h(P)}P``             present for the consistent window after a write to the partition
 ``dx:qp:{T NUL h(P)}D``             a base-table Query page of that partition: ``<generation>|<body>``
-``dx:q:t:{T}``                      the table's query generation: INCR by every write to the table
+``dx:q:s:{T}``                      the table's query generation: INCR by every write to the table
 ``dx:qw:{T}``                       present for the consistent window after a write to the table
 ``dx:qs:{T}D``                      a Scan page, or a Query page of an index: ``<generation>|<body>``
+``dx:q:t:T``                        INCR when a stream reader distrusts the table
+                                    (:mod:`daxd.tier.leases`): every node drops its L1 of it
 ==================================  ====================================================================
 
 **Hash tags.** The part in braces is the key's hash tag: in cluster mode
@@ -35,11 +37,14 @@ them to be atomic together, because a page is checked only against its own
 generation. The tag's hash, not ``K`` or ``P`` itself, is inside the braces:
 canonical keys contain ``}``, which would end a tag early.
 
-**Coherence.** Every node tracks the prefixes ``dx:g:`` and ``dx:q:p:``
-(``CLIENT TRACKING ... BCAST``): a write anywhere changes a key under them,
-and Valkey pushes its name to every node, which drops its L1 copies
-(:func:`parse_invalidation`): the item's entries, or the partition's Queries
-(and with them the table's Scans and index Queries, as a local write does).
+**Coherence.** Every node tracks the prefixes ``dx:g:``, ``dx:q:p:`` and
+``dx:q:t:`` (``CLIENT TRACKING ... BCAST``): a write anywhere changes a key
+under them, and Valkey pushes its name to every node, which drops its L1
+copies (:func:`parse_invalidation`): the item's entries, or the partition's
+Queries (and with them the table's Scans and index Queries, as a local write
+does), or the whole table (a distrust). The table's query generation
+(``dx:q:s:``) is not tracked: a write always bumps a partition too.
+:func:`table_entry_patterns` names what a table-wide removal must delete.
 Fills and markers are not tracked, so reads cause no invalidation traffic.
 
 **Guards.** A miss reads the item (or page) and its generation in one
@@ -66,10 +71,12 @@ from daxd.messages import Call, Response
 from daxd.model.errors import DaxdError
 
 ITEM, GEN, WRITTEN = b"dx:i:", b"dx:g:", b"dx:w:"
-QUERY_PART, QUERY_TABLE, QUERY_WRITTEN = b"dx:q:p:", b"dx:q:t:", b"dx:qw:"
+QUERY_PART, QUERY_TABLE, QUERY_WRITTEN = b"dx:q:p:", b"dx:q:s:", b"dx:qw:"
 PAGE_PART, PAGE_TABLE = b"dx:qp:", b"dx:qs:"
+#: Bumped (``dx:q:t:`` + the table's name) when a table is distrusted: every node drops its L1 of it.
+TABLE_DISTRUST = b"dx:q:t:"
 #: Prefixes every node tracks (their changes are what invalidates L1 copies).
-TRACKED = (GEN, QUERY_PART)
+TRACKED = (GEN, QUERY_PART, TABLE_DISTRUST)
 #: Milliseconds a generation key outlives its last write or page fill: far longer than any fill
 #: can be in flight, and the longest a page lives in the tier.
 GEN_TTL_MS = 3_600_000
@@ -311,7 +318,8 @@ class SharedTier:
 
 @dataclass(frozen=True, slots=True)
 class Invalidation:
-    """What a pushed key name means for L1: an item's entries, or a partition's queries."""
+    """What a pushed key name means for L1: an item's entries, a partition's queries, or (``queries``
+    without a partition) the whole table."""
 
     table: str
     key: bytes | None = None
@@ -328,6 +336,13 @@ def _untag(rest: bytes) -> tuple[str, bytes] | None:
     return (table.decode(errors="replace"), rest[end + 1:]) if sep else None
 
 
+def table_entry_patterns(table: str) -> tuple[bytes, ...]:
+    """``SCAN MATCH`` patterns of every item and page of ``table`` in the tier (table names hold no
+    glob characters). Removing them, and bumping :data:`TABLE_DISTRUST`, forgets the table everywhere."""
+    name = table.encode()
+    return (ITEM + b"{" + name + b"\x00*", PAGE_PART + b"{" + name + b"\x00*", PAGE_TABLE + b"{" + name + b"}*")
+
+
 def parse_invalidation(name: bytes) -> Invalidation | None:
     """The L1 entries a changed Valkey key stands for (None: not one of ours)."""
     if name.startswith(GEN):
@@ -336,4 +351,6 @@ def parse_invalidation(name: bytes) -> Invalidation | None:
     if name.startswith(QUERY_PART):
         found = _untag(name[len(QUERY_PART):])
         return None if found is None else Invalidation(found[0], partition=found[1], queries=True)
+    if name.startswith(TABLE_DISTRUST) and len(name) > len(TABLE_DISTRUST):
+        return Invalidation(name[len(TABLE_DISTRUST):].decode(errors="replace"), queries=True)
     return None
