@@ -203,7 +203,7 @@ def _coerce(name: str, value: Any) -> Any:
     except ConfigError:
         raise
     except (TypeError, ValueError):
-        expected = {"int": "a whole number", "float": "a number"}.get(str(kind), str(kind))
+        expected = {"int": "a whole number", "float": "a number", "float | None": "a number"}.get(str(kind), str(kind))
         raise ConfigError(f"{name}: {value!r} is not {expected}") from None
 
 
