@@ -215,7 +215,8 @@ def _coerce(name: str, value: Any) -> Any:
     except ConfigError:
         raise
     except (TypeError, ValueError):
-        expected = {"int": "a whole number", "float": "a number", "bool": "true or false"}.get(str(kind), str(kind))
+        expected = {"int": "a whole number", "float": "a number", "float | None": "a number",
+                    "bool": "true or false"}.get(str(kind), str(kind))
         raise ConfigError(f"{name}: {value!r} is not {expected}") from None
 
 

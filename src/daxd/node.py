@@ -543,24 +543,25 @@ class Node:
         Every node stops listing this one in ``endpoints`` within one
         membership refresh, clients drop it at their next endpoint refresh, and
         ``/ready`` answers 503 so load balancers stop sending too. A node that
-        was never advertised has no clients to wait for.
+        was never advertised has no clients to wait for (unless it is one of
+        ``--workers N``: another worker may have advertised their address).
         """
         self.leaving = True
         if self._joining is not None:
-            self._joining.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._joining
+            self._joining.cancel()  # it checks ``leaving`` too: bounded, a stop must never hang on it
+            await asyncio.wait({self._joining}, timeout=2.0)
         period = self.settings.leave_seconds
         if self.members is not None:
             advertised = self.members.joined_once
             await self.members.leave()
-            if not advertised:
+            if not advertised and self.worker is None:  # a worker's siblings advertise the address it serves
                 period = 0.0
         if period > 0:
             log.info("leaving: deregistered; serving %g s more while clients refresh their endpoint lists "
                      "(a second signal skips the wait)", period)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._leave_cut.wait(), period)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(period):
+                    await self._leave_cut.wait()
         self._leave_cut.set()
 
     async def stop(self) -> None:

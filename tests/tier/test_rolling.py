@@ -18,31 +18,20 @@ measures the same with the clients' and daxd's defaults.
 from __future__ import annotations
 
 import contextlib
-import json
-import re
 import shutil
 import signal
-import socket
-import subprocess
-import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
 import valkey
-from amazondax import AmazonDaxClient
 from amazondax.Cluster import Cluster as DaxCluster
 
 from daxd.tier.server import EmbeddedValkey
-from tests.compat.conftest import DAX_CREDENTIALS
 from tests.faultproxy import ThreadedFaultProxy
-from tests.harness import ROOT, DaxdNode, DynamoDBLocal, create_table, free_port, wait_until
-from tests.integration.dax_wire import PREAMBLE, endpoints_request, read_items
+from tests.harness import DaxdNode, DynamoDBLocal, create_table, free_port, wait_until
+from tests.tier.rolling import JS_PACKAGE, JsLoop, PythonLoop, Ring, admin, advertised, restart
 
 #: Seconds between the clients' endpoint refreshes in these tests (4 s by default in both clients).
 REFRESH = 1.0
@@ -50,163 +39,6 @@ REFRESH = 1.0
 REFRESH_MAX = REFRESH + 0.5
 #: Covers one client refresh after the other nodes' next membership listing, with room for a loaded box.
 LEAVE_PERIOD = 3.0
-JS_LOOP = Path(__file__).parent / "js" / "put_get_loop.js"
-JS_PACKAGE = ROOT / "node_modules" / "@amazon-dax-sdk" / "client-dax"
-
-
-def advertised(dax_port: int) -> set[int]:
-    """The DAX ports in the ``endpoints`` answer of the node on ``dax_port``."""
-    with socket.create_connection(("127.0.0.1", dax_port), timeout=5) as sock:
-        sock.sendall(PREAMBLE + endpoints_request())
-        marker, answer = read_items(sock, 2)
-    assert marker == []
-    return {entry[3] for entry in answer}
-
-
-def admin(node: DaxdNode, path: str) -> tuple[int, str]:
-    """Status and body of an admin GET on a fresh connection."""
-    try:
-        with urllib.request.urlopen(node.admin + path, timeout=5) as answer:
-            return answer.status, answer.read().decode()
-    except urllib.error.HTTPError as refused:
-        return refused.code, refused.read().decode()
-
-
-def puts_served(node: DaxdNode) -> float:
-    _, body = admin(node, "/metrics")
-    match = re.search(r'daxd_total_request_count_total\{operation="PutItem"\} (\S+)', body)
-    return float(match.group(1)) if match else 0.0
-
-
-class Ring:
-    """Nodes ``n1..nN`` on one Valkey, each on fixed ports so it can be started again on the same ones."""
-
-    def __init__(self, upstream: str, valkey_url: str, size: int = 3, leave_period: float = LEAVE_PERIOD) -> None:
-        self.upstream, self.valkey_url, self.leave_period = upstream, valkey_url, leave_period
-        self.ports = [{"dax": free_port(), "http": free_port(), "admin": free_port()} for _ in range(size)]
-        self.nodes: list[DaxdNode | None] = [None] * size
-        with ThreadPoolExecutor(size) as starting:
-            list(starting.map(self.start, range(size)))
-        self.wait_whole()
-
-    def start(self, index: int) -> DaxdNode:
-        ports = self.ports[index]
-        node = DaxdNode(self.upstream, "--valkey", self.valkey_url, "--node-id", f"n{index + 1}",
-                        "--dax-port", str(ports["dax"]), "--http-port", str(ports["http"]),
-                        "--admin-port", str(ports["admin"]), "--leave-period", str(self.leave_period),
-                        "--streams", "off")
-        self.nodes[index] = node
-        return node
-
-    def node(self, index: int) -> DaxdNode:
-        node = self.nodes[index]
-        assert node is not None
-        return node
-
-    @property
-    def dax_ports(self) -> list[int]:
-        return [ports["dax"] for ports in self.ports]
-
-    def live(self) -> list[int]:
-        return [i for i, node in enumerate(self.nodes) if node is not None and node.process.poll() is None]
-
-    def wait_whole(self) -> None:
-        every = set(self.dax_ports)
-        wait_until(lambda: all(advertised(self.dax_ports[i]) == every for i in range(len(self.nodes))), 30,
-                   "every node to advertise every node")
-
-    def stop(self) -> None:
-        for node in self.nodes:
-            if node is not None:
-                node.stop(signal.SIGKILL)
-
-
-class PythonLoop:
-    """The official Python DAX client's put+get loop, in a thread."""
-
-    def __init__(self, dax_ports: list[int], table: str) -> None:
-        self.table = table
-        self.client = AmazonDaxClient(endpoints=[f"127.0.0.1:{p}" for p in dax_ports], **DAX_CREDENTIALS)
-        self.ok = self.wrong = 0
-        self.failures: list[tuple[float, str]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="python-dax-loop")
-        self._thread.start()
-
-    @property
-    def failed(self) -> int:
-        return len(self.failures)
-
-    def _run(self) -> None:
-        i = 0
-        while not self._stop.is_set():
-            i += 1
-            key = {"pk": {"S": f"py-{i}"}, "sk": {"N": "1"}}
-            try:
-                self.client.put_item(TableName=self.table, Item={**key, "v": {"N": str(i)}})
-                got = self.client.get_item(TableName=self.table, Key=key).get("Item")
-            except Exception as exc:
-                self.failures.append((time.time(), type(exc).__name__ + ": " + str(exc)[:120]))
-                continue
-            if got is not None and got["v"]["N"] == str(i):
-                self.ok += 1
-            else:
-                self.wrong += 1
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(30)
-        self.client.close()
-
-
-class JsLoop:
-    """The official JavaScript DAX client's put+get loop (tests/tier/js/put_get_loop.js), under Node.js."""
-
-    def __init__(self, dax_ports: list[int], table: str) -> None:
-        self.process = subprocess.Popen(
-            ["node", str(JS_LOOP), table, str(int(REFRESH * 1000)), *(f"127.0.0.1:{p}" for p in dax_ports)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
-        self.last: dict[str, Any] = {"ok": 0, "failed": 0, "wrong": 0, "failures": []}
-        self.other: list[str] = []
-        self._reader = threading.Thread(target=self._read, name="js-dax-loop-output")
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            if line.startswith("{"):
-                self.last = json.loads(line)
-            else:
-                self.other.append(line)
-
-    @property
-    def ok(self) -> int:
-        return int(self.last.get("ok", 0))
-
-    @property
-    def wrong(self) -> int:
-        return int(self.last.get("wrong", 0))
-
-    @property
-    def failures(self) -> list[tuple[float, str]]:
-        return [(at / 1000, code) for at, code in self.last.get("failures", [])]
-
-    @property
-    def failed(self) -> int:
-        return int(self.last.get("failed", 0))
-
-    def close(self) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._reader.join(10)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-        assert "fatal" not in self.last, self.last
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +46,7 @@ def ring(dynamodb_local: DynamoDBLocal) -> Iterator[Ring]:
     server = EmbeddedValkey(port=free_port())
     made = None
     try:
-        made = Ring(dynamodb_local.endpoint, server.url)
+        made = Ring(dynamodb_local.endpoint, server.url, leave_period=LEAVE_PERIOD)
         yield made
     finally:
         if made is not None:
@@ -229,7 +61,7 @@ def loops(ring: Ring, table: str) -> Iterator[tuple[PythonLoop, JsLoop]]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(DaxCluster, "CLUSTER_UPDATE_INTERVAL", REFRESH)
         python = PythonLoop(ring.dax_ports, table)
-    js = JsLoop(ring.dax_ports, table)
+    js = JsLoop(ring.dax_ports, table, refresh=REFRESH)
     try:
         wait_until(lambda: python.ok >= 20 and js.ok >= 20, 30, "both clients' loops to run")
         yield python, js
@@ -245,20 +77,7 @@ def report(what: str, python: PythonLoop, js: JsLoop) -> str:
     return line
 
 
-def restart(ring: Ring, index: int) -> None:
-    """SIGTERM one node, wait for it to leave and exit, start it on the same ports, wait until it serves again."""
-    node, port = ring.node(index), ring.dax_ports[index]
-    others = [ring.dax_ports[i] for i in range(3) if i != index]
-    node.process.send_signal(signal.SIGTERM)
-    wait_until(lambda: all(port not in advertised(p) for p in others), 10, f"n{index + 1} to leave every node's endpoints")
-    assert node.process.wait(30) == 0
-    assert node.stop() == 0                       # collects its output
-    again = ring.start(index)
-    ring.wait_whole()
-    # The clients send to it again (each picks a random node per request) before the next one goes.
-    wait_until(lambda: puts_served(again) >= 10, 20, f"the clients to send to n{index + 1} again")
-
-
+@pytest.mark.timeout(150)  # three restarts of a node (each ~4 s of Python start-up on a loaded 2-core box)
 def test_a_rolling_restart_of_every_node_fails_no_request(ring: Ring, ddb: Any) -> None:
     table = create_table(ddb)
     with loops(ring, table) as (python, js):
@@ -346,3 +165,32 @@ def test_a_node_joins_only_once_its_upstream_answers(ring: Ring, start_node: Cal
         wait_until(lambda: advertised(theirs) == set(ring.dax_ports), 10, "the late node to leave")
     finally:
         proxy.stop()
+
+
+def test_workers_leave_once_and_every_worker_drains_after_the_leave_period(
+        ring: Ring, start_node: Callable[..., DaxdNode], table: str) -> None:
+    node = start_node("--valkey", ring.valkey_url, "--node-id", "w", "--workers", "2", "--streams", "off",
+                      "--leave-period", "120")
+    mine, theirs = node.ports["dax"], ring.dax_ports[0]
+    wait_until(lambda: mine in advertised(theirs), 10, "the node of two workers to join")
+    node.process.send_signal(signal.SIGTERM)          # to the supervisor, which forwards it to both workers
+    wait_until(lambda: mine not in advertised(theirs), 10, "the others to drop the leaving node")
+    # Fresh connections land on either worker (SO_REUSEPORT): every one of them is leaving, and still serves.
+    wait_until(lambda: all(admin(node, "/ready")[0] == 503 for _ in range(8)), 10, "both workers to be leaving")
+    api = node.client()
+    for i in range(8):
+        api.put_item(TableName=table, Item={"pk": {"S": "w"}, "sk": {"N": str(i)}})
+        assert node.client().get_item(TableName=table, Key={"pk": {"S": "w"}, "sk": {"N": str(i)}})["Item"]
+    time.sleep(1.5)                                   # more than a heartbeat: no worker registers the node again
+    store = valkey.Valkey.from_url(ring.valkey_url)
+    assert store.get(b"dx:n:w") is None
+    store.close()
+    assert mine not in advertised(theirs) and node.process.poll() is None
+    node.process.send_signal(signal.SIGTERM)          # forwarded too: both workers skip the rest of the wait
+    assert node.process.wait(30) == 0
+    node.stop()
+    output = "".join(node.output)
+    for worker in (0, 1):
+        lines = [line for line in output.splitlines() if line.startswith(f"[worker {worker}]")]
+        assert any("skipping the rest of the leave period" in line for line in lines), output
+        assert any("drain:" in line for line in lines), output

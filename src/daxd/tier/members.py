@@ -39,6 +39,8 @@ log = logging.getLogger("daxd.tier")
 PREFIX = b"dx:n:"
 HEARTBEAT = 1.0
 EXPIRY_MS = 3000
+#: Seconds :meth:`ValkeyMembers.stop` waits for the loop's last Valkey call (its client times out in 1 s).
+STOP_WAIT = 2.0
 
 
 class ValkeyMembers:
@@ -59,6 +61,7 @@ class ValkeyMembers:
         self.left = False
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
+        self._closing = False
         self._task: asyncio.Task[None] | None = None
 
     def bind(self, name: str, port: int) -> None:
@@ -113,14 +116,21 @@ class ValkeyMembers:
                 await self.client.delete(self.key)
 
     async def stop(self) -> None:
-        """Stop listing and heartbeating (deregistering first if still registered)."""
+        """Stop listing and heartbeating (deregistering first if still registered).
+
+        The loop is asked to end and given a bounded time; it is cancelled only
+        if it does not (a cancellation racing ``wait_for``'s timeout or a
+        client call can be lost on Python 3.11, and a stop must never hang).
+        """
         if self.advertised:
             await self.leave()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        self._closing = True
+        self._wake.set()
+        task, self._task = self._task, None
+        if task is not None:
+            _done, pending = await asyncio.wait({task}, timeout=STOP_WAIT)
+            for late in pending:
+                late.cancel()
 
     async def _heartbeat(self) -> None:
         async with self._lock:
@@ -135,7 +145,7 @@ class ValkeyMembers:
         self.others = [o for o in others if o and o["name"] != self.name]
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             try:
                 await self._heartbeat()
                 await self._list()
@@ -143,9 +153,12 @@ class ValkeyMembers:
                 if self.others:
                     log.warning("membership: cannot reach Valkey (%s): advertising this node only", exc)
                 self.others = []
+            if self._closing:
+                return
             self._wake.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), HEARTBEAT)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(HEARTBEAT):
+                    await self._wake.wait()
 
 
 def _parse(raw: bytes) -> dict[str, Any]:
