@@ -307,7 +307,7 @@ class Node:
             return
         assert self.streams_upstream is not None
         if self.tier is not None:
-            self.leases = StreamLeases(self.tier.client, name=self.cluster.name, accelerator=self.accelerator,
+            self.leases = StreamLeases(self.tier.url, name=self.cluster.name, accelerator=self.accelerator,
                                        live=self.cluster.live)
             self.cluster.leases = self.leases
         leases = self.leases

@@ -30,8 +30,13 @@ caches in ``dx:t`` and starts following any table another node registered
 every shard it knows and takes free ones up to its fair share
 (:func:`daxd.cluster.leasing.plan`), each with ``SET NX PX`` in a script that
 also returns the checkpoint, so the reader resumes right after it. A stopping
-node deletes its leases, so they move at once; a killed node's expire within
-:data:`LEASE_MS`, and another node resumes them from their checkpoints.
+node deletes its leases, so they move at once. A killed node's leases are
+taken at the next round too: each node's lease client is named
+``dxl:<node name>``, and a holder with no such connection in ``CLIENT LIST``
+is gone (its kernel closed its connections), so its lease is taken before it
+expires, with the same script checking it still names the gone holder. A node
+cut off without its connections closing (a partition, a hung process) keeps
+its leases until they expire (:data:`LEASE_MS`).
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
+
+import valkey.asyncio as valkey_async
 
 from daxd.cluster.leasing import ShardRef, decode_checkpoint, encode_checkpoint, plan
 from daxd.cluster.streams import Position
@@ -62,11 +69,15 @@ FREE_ROUND = 0.2
 TABLE_MS = 3_600_000
 #: Tables registered per node (bounded, like everything a node sends).
 MAX_TABLES = 1000
+#: The connection name of a node's lease client (``CLIENT SETNAME``): its absence from ``CLIENT LIST``
+#: means the node is gone (a killed process's connections are closed by its kernel at once).
+CLIENT_NAME = "dxl:"
 
-#: KEYS: lease, checkpoint. ARGV: node, ms. Take a free lease (or keep ours); returns {held, checkpoint}.
+#: KEYS: lease, checkpoint. ARGV: node, ms, the dead holder ("" if none). Take a free lease, a dead
+#: holder's, or keep ours; returns {held, checkpoint}.
 ACQUIRE_SCRIPT = """
 local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[1] then return {0, false} end
+if holder and holder ~= ARGV[1] and holder ~= ARGV[3] then return {0, false} end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return {1, redis.call('GET', KEYS[2])}
 """
@@ -97,7 +108,7 @@ class StreamLeases:
     """This node's leases: the tailer's :class:`~daxd.cluster.streams.ShardLeases`, kept by one task.
 
     Args:
-        client: a valkey-py asyncio client (the shared tier's).
+        url: the shared tier's Valkey; the keeper opens its own client, named ``dxl:<name>``.
         name: this node's name (the value of its leases).
         accelerator: its tables are registered; tables others registered are followed.
         live: how many nodes are live, this one included (membership).
@@ -105,9 +116,10 @@ class StreamLeases:
         wall: epoch seconds (the table registry's scores).
     """
 
-    def __init__(self, client: Any, *, name: str, accelerator: Accelerator, live: Callable[[], int],
+    def __init__(self, url: str, *, name: str, accelerator: Accelerator, live: Callable[[], int],
                  wake: Callable[[], None] = lambda: None, wall: Callable[[], float] = time.time) -> None:
-        self.client = client
+        self.client: Any = valkey_async.from_url(  # type: ignore[no-untyped-call]
+            url, socket_timeout=1.0, socket_connect_timeout=1.0, client_name=CLIENT_NAME + name)
         self.name = name
         self.accelerator = accelerator
         self.live = live
@@ -118,11 +130,10 @@ class StreamLeases:
         self.ended: set[ShardRef] = set()
         #: The leases held, with the position their checkpoint says to resume from (None: none).
         self.held: dict[ShardRef, Position | None] = {}
-        self.takeovers = 0
-        self._acquire = client.register_script(ACQUIRE_SCRIPT)
-        self._renew = client.register_script(RENEW_SCRIPT)
-        self._checkpoint = client.register_script(CHECKPOINT_SCRIPT)
-        self._release = client.register_script(RELEASE_SCRIPT)
+        self._acquire = self.client.register_script(ACQUIRE_SCRIPT)
+        self._renew = self.client.register_script(RENEW_SCRIPT)
+        self._checkpoint = self.client.register_script(CHECKPOINT_SCRIPT)
+        self._release = self.client.register_script(RELEASE_SCRIPT)
         self._task: asyncio.Task[None] | None = None
         self._trouble_logged = False
         self._poke = asyncio.Event()
@@ -211,6 +222,8 @@ class StreamLeases:
         with contextlib.suppress(Exception):
             for ref in held:
                 await self._release(keys=[LEASE + shard_id(ref.table, ref.shard)], args=[self.name])
+        with contextlib.suppress(Exception):
+            await self.client.aclose()
 
     async def _run(self) -> None:
         while True:
@@ -235,6 +248,10 @@ class StreamLeases:
         if known:
             holders = await self.client.mget([LEASE + shard_id(r.table, r.shard) for r in known])
             found = {r: (h.decode() if h is not None else None) for r, h in zip(known, holders, strict=True)}
+            dead = await self._dead_holders({h for h in found.values() if h is not None and h != self.name})
+            gone = {r: h for r, h in found.items() if h in dead}
+            for ref in gone:
+                found[ref] = None  # free to take: its holder is gone, its lease not expired yet
             decision = plan(self.name, known, found, self.live(), self.ended)
             self.unread = any(found[r] is None for r in known if r not in self.ended)
             for ref in decision.release:
@@ -243,7 +260,7 @@ class StreamLeases:
                 log.info("stream lease of %s %s given back (more than a fair share)", ref.table, ref.shard)
                 changed = True
             for ref in decision.acquire:
-                changed |= await self._take(ref)
+                changed |= await self._take(ref, gone.get(ref, ""))
         if changed:
             self.wake()
 
@@ -261,9 +278,24 @@ class StreamLeases:
             log.warning("stream lease of %s %s lost (expired or taken): its reader stops", ref.table, ref.shard)
         return bool(lost)
 
-    async def _take(self, ref: ShardRef) -> bool:
+    async def _dead_holders(self, holders: set[str]) -> set[str]:
+        """The holders with no lease client connected to Valkey: killed, or cut off from it.
+
+        Their leases are taken at once instead of after their expiry. Where ``CLIENT LIST``
+        is not allowed (some managed services), leases move on expiry only.
+        """
+        if not holders:
+            return set()
+        try:
+            clients = await self.client.client_list(_type="normal")
+        except Exception:
+            return set()
+        connected = {str(c.get("name", "")) for c in clients}
+        return {h for h in holders if CLIENT_NAME + h not in connected}
+
+    async def _take(self, ref: ShardRef, dead: str = "") -> bool:
         name = shard_id(ref.table, ref.shard)
-        took, raw = await self._acquire(keys=[LEASE + name, CHECKPOINT + name], args=[self.name, LEASE_MS])
+        took, raw = await self._acquire(keys=[LEASE + name, CHECKPOINT + name], args=[self.name, LEASE_MS, dead])
         if not took:
             return False
         checkpoint = decode_checkpoint(raw)
@@ -272,9 +304,7 @@ class StreamLeases:
             await self._release(keys=[LEASE + name], args=[self.name])
             return False
         self.held[ref] = checkpoint.resume(ref.stream) if checkpoint is not None else None
-        if checkpoint is not None:
-            self.takeovers += 1
-        log.info("stream lease of %s %s taken, %s", ref.table, ref.shard,
+        log.info("stream lease of %s %s taken%s, %s", ref.table, ref.shard, f" from {dead} (gone)" if dead else "",
                  f"resuming after {checkpoint.sequence}" if checkpoint is not None else "no checkpoint yet")
         return True
 
