@@ -11,7 +11,8 @@ Keys (``<table> NUL <shard id>``; table names cannot hold a NUL):
                               :data:`ROUND` seconds, compare-and-renew)
 ``dx:c:<table> NUL <shard>``  the shard's checkpoint: ``<stream ARN> LF <sequence number>``
                               of the last record applied (``LF end`` once a closed shard was
-                              read to its end); no expiry, so it survives every node's restart;
+                              read to its end); expires 2 days after its last write (a stream
+                              keeps records 24 h), so it survives every node's restart;
                               written only by the lease's holder (checked in the same script)
 ``dx:t``                      the tables followed: a sorted set, member the table name, score
                               the last time (epoch ms) a node that caches it renewed it;
@@ -67,6 +68,9 @@ ROUND = 1.0
 FREE_ROUND = 0.2
 #: A table nobody renewed for this long is no longer followed by nodes that do not cache it.
 TABLE_MS = 3_600_000
+#: A checkpoint outlives its last write this long: a stream keeps records 24 hours, so an older
+#: checkpoint names trimmed records anyway (the reader would start at TRIM_HORIZON and distrust).
+CHECKPOINT_MS = 2 * 24 * 3_600_000
 #: Tables registered per node (bounded, like everything a node sends).
 MAX_TABLES = 1000
 #: The connection name of a node's lease client (``CLIENT SETNAME``): its absence from ``CLIENT LIST``
@@ -87,10 +91,10 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
-#: KEYS: lease, checkpoint. ARGV: node, checkpoint. Advance the checkpoint only while the lease is ours.
+#: KEYS: lease, checkpoint. ARGV: node, checkpoint, ms. Advance the checkpoint only while the lease is ours.
 CHECKPOINT_SCRIPT = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 return 1
 """
 #: KEYS: lease. ARGV: node. Give a lease back (only ours).
@@ -161,7 +165,7 @@ class StreamLeases:
         name = shard_id(table, shard)
         try:
             ok = await self._checkpoint(keys=[LEASE + name, CHECKPOINT + name],
-                                        args=[self.name, encode_checkpoint(stream, sequence)])
+                                        args=[self.name, encode_checkpoint(stream, sequence), CHECKPOINT_MS])
         except Exception as exc:  # Valkey unreachable: we cannot prove the lease is ours, so stop
             log.warning("stream lease of %s %s: checkpoint failed (%s): stopping its reader", table, shard, exc)
             ok = 0
@@ -179,7 +183,8 @@ class StreamLeases:
         name = shard_id(table, shard)
         with contextlib.suppress(Exception):
             await self._checkpoint(keys=[LEASE + name, CHECKPOINT + name],
-                                   args=[self.name, encode_checkpoint(stream, sequence or "0", ended=True)])
+                                   args=[self.name, encode_checkpoint(stream, sequence or "0", ended=True),
+                                         CHECKPOINT_MS])
             await self._release(keys=[LEASE + name], args=[self.name])
         self.held.pop(ref, None)
 
@@ -191,7 +196,7 @@ class StreamLeases:
         """
         dropped = self.accelerator.distrust(table)
         try:
-            await self.client.incr(TABLE_DISTRUST + table.encode())
+            await self.client.incr(TABLE_DISTRUST + table.encode())  # no expiry: one would push a distrust
             pattern = ITEM + table.encode() + b"\x00*"
             batch: list[bytes] = []
             async for key in self.client.scan_iter(match=pattern, count=1000):
@@ -253,11 +258,12 @@ class StreamLeases:
             for ref in gone:
                 found[ref] = None  # free to take: its holder is gone, its lease not expired yet
             decision = plan(self.name, known, found, self.live(), self.ended)
+            unlisted = tuple(r for r in self.held if r not in self.known)  # trimmed, or the table re-created
             self.unread = any(found[r] is None for r in known if r not in self.ended)
-            for ref in decision.release:
+            for ref in (*decision.release, *unlisted):
                 await self._release(keys=[LEASE + shard_id(ref.table, ref.shard)], args=[self.name])
                 self.held.pop(ref, None)
-                log.info("stream lease of %s %s given back (more than a fair share)", ref.table, ref.shard)
+                log.info("stream lease of %s %s given back", ref.table, ref.shard)
                 changed = True
             for ref in decision.acquire:
                 changed |= await self._take(ref, gone.get(ref, ""))
