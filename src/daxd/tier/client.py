@@ -204,6 +204,14 @@ class ValkeyTier:
                 next_ping = time.monotonic() + _PING_EVERY
         raise ConnectionError(self.reason)
 
+    # -- a named client for stream leases (daxd.tier.leases) ---------------
+
+    def named_client(self, name: str) -> Any:
+        """A separate client of the same Valkey whose connections carry ``name`` (``CLIENT SETNAME``):
+        other nodes see in ``CLIENT LIST`` whether the process holding it is still connected."""
+        return valkey_async.from_url(  # type: ignore[no-untyped-call]
+            self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout, client_name=name)
+
     def _handle(self, message: Any) -> None:
         if not isinstance(message, list) or len(message) != 3 or message[0] != b"message":
             return

@@ -49,8 +49,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import valkey.asyncio as valkey_async
-
 from daxd.cluster.leasing import ShardRef, decode_checkpoint, encode_checkpoint, plan
 from daxd.cluster.streams import Position
 
@@ -112,7 +110,8 @@ class StreamLeases:
     """This node's leases: the tailer's :class:`~daxd.cluster.streams.ShardLeases`, kept by one task.
 
     Args:
-        url: the shared tier's Valkey; the keeper opens its own client, named ``dxl:<name>``.
+        client: a client of the shared tier's Valkey named :data:`CLIENT_NAME` + ``name``
+            (:meth:`daxd.tier.client.ValkeyTier.named_client`); closed by :meth:`stop`.
         name: this node's name (the value of its leases).
         accelerator: its tables are registered; tables others registered are followed.
         live: how many nodes are live, this one included (membership).
@@ -120,10 +119,9 @@ class StreamLeases:
         wall: epoch seconds (the table registry's scores).
     """
 
-    def __init__(self, url: str, *, name: str, accelerator: Accelerator, live: Callable[[], int],
+    def __init__(self, client: Any, *, name: str, accelerator: Accelerator, live: Callable[[], int],
                  wake: Callable[[], None] = lambda: None, wall: Callable[[], float] = time.time) -> None:
-        self.client: Any = valkey_async.from_url(  # type: ignore[no-untyped-call]
-            url, socket_timeout=1.0, socket_connect_timeout=1.0, client_name=CLIENT_NAME + name)
+        self.client = client
         self.name = name
         self.accelerator = accelerator
         self.live = live
@@ -296,6 +294,8 @@ class StreamLeases:
             clients = await self.client.client_list(_type="normal")
         except Exception:
             return set()
+        if not isinstance(clients, list) or not all(isinstance(c, dict) for c in clients):
+            return set()  # not one server's list (e.g. cluster mode): leases move on expiry only
         connected = {str(c.get("name", "")) for c in clients}
         return {h for h in holders if CLIENT_NAME + h not in connected}
 
