@@ -46,7 +46,7 @@ from daxd.observability import Metrics
 from daxd.policy import TablePolicies
 from daxd.stats import Sampler
 from daxd.tier.client import TlsFiles, ValkeyTier
-from daxd.tier.leases import StreamLeases
+from daxd.tier.leases import CLIENT_NAME, StreamLeases
 from daxd.tier.members import ValkeyMembers
 from daxd.tier.reports import Reporter, process_figures
 from daxd.tier.shared import SharedTier
@@ -326,7 +326,8 @@ class Node:
             return
         assert self.streams_upstream is not None
         if self.tier is not None:
-            self.leases = StreamLeases(self.tier.client, name=self.cluster.name, accelerator=self.accelerator,
+            client = self.tier.named_client(CLIENT_NAME + self.cluster.name)
+            self.leases = StreamLeases(client, name=self.cluster.name, accelerator=self.accelerator,
                                        live=self.cluster.live)
             self.cluster.leases = self.leases
         leases = self.leases

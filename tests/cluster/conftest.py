@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -32,8 +33,16 @@ class Cluster:
         self.dax_ports = [free_port() for _ in range(size)]
         self.http_ports = [free_port() for _ in range(size)]
         self.nodes: list[DaxdNode | None] = [None] * size
-        for index in range(size):
-            self.start(index)
+        self.start_nodes()
+
+    def start_nodes(self) -> None:
+        """Every node, started together (each takes seconds on a loaded box)."""
+        with ThreadPoolExecutor(len(self.nodes)) as pool:
+            list(pool.map(self.start, range(len(self.nodes))))
+
+    def stop_nodes(self) -> None:
+        with ThreadPoolExecutor(len(self.nodes)) as pool:
+            list(pool.map(lambda node: node.stop() if node is not None else None, self.nodes))
 
     def start(self, index: int) -> DaxdNode:
         node = DaxdNode(self.upstream, "--node-id", f"n{index + 1}", "--dax-port", str(self.dax_ports[index]),
@@ -69,9 +78,7 @@ class Cluster:
         return held[0]
 
     def stop(self) -> None:
-        for node in self.nodes:
-            if node is not None:
-                node.stop()
+        self.stop_nodes()
         self.valkey.stop()
 
 

@@ -136,11 +136,9 @@ def test_a_bypass_write_made_while_the_lease_holder_is_killed_arrives(cluster: C
 def test_checkpoints_survive_a_restart_of_every_node(cluster: Cluster, ddb: Any) -> None:
     table, clients, lease = _streamed_table(cluster, ddb)
     before = [_value(c, table) for c in clients]
-    for index in range(3):
-        cluster.node(index).stop()
+    cluster.stop_nodes()
     _put(ddb, table, "while every node was down")  # the shared tier still holds the older value
-    for index in range(3):
-        cluster.start(index)
+    cluster.start_nodes()
     clients = [cluster.node(i).client() for i in range(3)]
     wait_until(lambda: [_value(c, table) for c in clients] == ["while every node was down"] * 3, 30,
                "the write made while every node was down")

@@ -350,6 +350,15 @@ class ValkeyTier:
                         raise ConnectionError(f"cluster primaries changed: {self.tracked} -> {now}")
         raise ConnectionError(self.reason)
 
+    # -- a named client for stream leases (daxd.tier.leases) ---------------
+
+    def named_client(self, name: str) -> Any:
+        """A separate client of the same Valkey whose connections carry ``name`` (``CLIENT SETNAME``):
+        other nodes see in ``CLIENT LIST`` whether the process holding it is still connected."""
+        if self.cluster:
+            return ValkeyCluster.from_url(self.url, client_name=name, **self.options)
+        return valkey_async.from_url(self.url, client_name=name, **self.options)  # type: ignore[no-untyped-call]
+
     def _handle(self, message: Any) -> None:
         if not isinstance(message, list) or len(message) != 3 or message[0] != b"message":
             return
