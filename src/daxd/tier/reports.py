@@ -27,7 +27,7 @@ import orjson
 from daxd.tier.members import PREFIX as MEMBER_PREFIX
 
 if TYPE_CHECKING:
-    from daxd.node import Node
+    from daxd.nodeview import NodeView
 
 log = logging.getLogger("daxd.tier")
 
@@ -167,7 +167,7 @@ _HITS = ("daxd_item_cache_hits", "daxd_query_cache_hits", "daxd_scan_cache_hits"
 _MISSES = ("daxd_item_cache_misses", "daxd_query_cache_misses", "daxd_scan_cache_misses")
 
 
-def process_figures(node: Node, name: str) -> dict[str, Any]:
+def process_figures(node: NodeView, name: str) -> dict[str, Any]:
     """This process's report: what ``daxd status`` shows of one worker."""
     metrics, store = node.metrics, node.accelerator.store
     hits = sum(metrics.total(n) for n in _HITS)
