@@ -175,7 +175,7 @@ def test_status_takes_the_admin_address_in_its_usual_spellings() -> None:
 
 
 def test_status_watch_redraws_until_ctrl_c_and_shows_a_failed_fetch(monkeypatch: pytest.MonkeyPatch) -> None:
-    from daxd.cluster import status
+    from daxd import status
 
     view = {"node": "n1", "nodes": [{"node": "n1", "address": "10.0.0.1:8111", "self": True, "workers": []}]}
     answers: list[Any] = [view, OSError("connection refused"), view, KeyboardInterrupt()]
