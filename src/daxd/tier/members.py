@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -33,6 +34,13 @@ from daxd.cluster.membership import LiveNode, node_id_of
 log = logging.getLogger("daxd.tier")
 
 PREFIX = b"dx:n:"
+#: The names of the registered nodes (a sorted set scored by each name's last heartbeat, epoch ms):
+#: listing the nodes costs one ZRANGE and one MGET however many keys the tier holds (a SCAN for
+#: ``dx:n:*`` would walk the whole keyspace every second, on every node). A name's registration key
+#: is the truth (it expires); the set only says which keys to read, and forgets names silent for
+#: :data:`FORGET_MS`.
+REGISTRY = b"dx:nodes"
+FORGET_MS = 60_000
 HEARTBEAT = 1.0
 EXPIRY_MS = 3000
 #: Seconds :meth:`ValkeyMembers.stop` waits for the loop's last Valkey call (its client times out in 1 s).
@@ -89,7 +97,7 @@ class ValkeyMembers:
         async with self._lock:
             if self.left:
                 return
-            await self.client.set(self.key, orjson.dumps(self.me), px=EXPIRY_MS)
+            await self._register()
             self.advertised = self.joined_once = True
         log.info("membership: joined as %s (%s:%d)", self.name, self.ip, self.port)
         self._wake.set()
@@ -100,6 +108,7 @@ class ValkeyMembers:
             self.advertised, self.left = False, True
             with contextlib.suppress(Exception):
                 await self.client.delete(self.key)
+                await self.client.zrem(REGISTRY, self.name)
 
     async def stop(self) -> None:
         """Stop listing and heartbeating (deregistering first if still registered).
@@ -118,13 +127,18 @@ class ValkeyMembers:
             for late in pending:
                 late.cancel()
 
+    async def _register(self) -> None:
+        await self.client.set(self.key, orjson.dumps(self.me), px=EXPIRY_MS)
+        await self.client.zadd(REGISTRY, {self.name: int(time.time() * 1000)})
+
     async def _heartbeat(self) -> None:
         async with self._lock:
             if self.advertised:
-                await self.client.set(self.key, orjson.dumps(self.me), px=EXPIRY_MS)
+                await self._register()
 
     async def _list(self) -> None:
-        names = [name async for name in self.client.scan_iter(match=PREFIX + b"*", count=1000)]
+        await self.client.zremrangebyscore(REGISTRY, "-inf", int(time.time() * 1000) - FORGET_MS)
+        names = [PREFIX + name for name in await self.client.zrange(REGISTRY, 0, -1)]
         mget = getattr(self.client, "mget_nonatomic", self.client.mget)  # a cluster: names span slots
         values = await mget(names) if names else []
         others = sorted((_parse(v) for v in values if v is not None), key=lambda o: o.get("name", ""))
