@@ -48,7 +48,7 @@ import cbor2
 from amazondax import AmazonDaxClient
 from amazondax.AttributeValueEncoder import encode_key
 
-from daxd.upstream.sigv4 import EMPTY_SHA256, signing_key
+from daxd.sigv4 import EMPTY_SHA256, signing_key
 
 GET_ITEM_ID, AUTHORIZE_ID = 263244906, 1489122155
 PREAMBLE = b"\x67J7yne5G\x00" + cbor2.dumps(uuid.uuid4().bytes) + cbor2.dumps(

@@ -14,7 +14,7 @@ import botocore.auth
 import botocore.awsrequest
 import botocore.credentials
 
-from daxd.upstream.sigv4 import (
+from daxd.sigv4 import (
     Credentials,
     Signer,
     dax_canonical_request_hashes,

@@ -24,9 +24,10 @@ Policy, briefly (docs/consistency.md has the contract):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
@@ -36,14 +37,14 @@ from daxd.cache.generations import Generations
 from daxd.cache.item_cache import CachedItem, ItemCache, Token
 from daxd.cache.query_cache import QueryCache
 from daxd.cache.store import Store
-from daxd.cluster.changes import Change
-from daxd.cluster.records import Applied, KeyOrder, Outcome, StreamRecord
-from daxd.messages import Call, Response
+from daxd.cache.stream_order import Applied, KeyOrder
+from daxd.messages import Call, Change, Response
 from daxd.model import keys
 from daxd.model.errors import AccessDeniedException, DaxdError, ResourceNotFoundException, ValidationException
 from daxd.model.expressions import legacy_partition_value, partition_value
 from daxd.model.keys import TableSchema
 from daxd.model.requests import check_request
+from daxd.model.stream_records import Outcome, StreamRecord
 from daxd.model.values import normalize_item
 from daxd.observability import Metrics
 from daxd.policy import TablePolicies
@@ -541,14 +542,14 @@ class Accelerator:
         asked = req.get("ReturnValues", "NONE")
         if asked not in ("NONE", "ALL_NEW"):
             body = yield from self._write("UpdateItem", req, raw, [(table, key, partition)])
-            self._commit([Change(table, key, partition, evicted=True)], {})
+            self._commit([Change(table, key, partition, unknown=True)], {})
             return Response(body=body)
         upstream_req = {**req, "ReturnValues": "ALL_NEW"}
         tokens = self._tokens([(table, key)])
         touched = [(table, key, partition)]
         data = orjson.loads((yield from self._write("UpdateItem", upstream_req, None, touched)))
         image = data.get("Attributes")
-        self._commit([Change(table, key, partition, evicted=True) if image is None
+        self._commit([Change(table, key, partition, unknown=True) if image is None
                       else Change(table, key, partition, dumps(image))], tokens)
         if asked == "NONE":
             data.pop("Attributes", None)
@@ -656,7 +657,7 @@ class Accelerator:
         if schema is None or not self._cached(record.table):
             return None
         key, partition = self._locate(record.keys, schema)
-        return Change(record.table, key, partition, evicted=True)
+        return Change(record.table, key, partition, unknown=True)
 
     # -- everything else ----------------------------------------------------
 
@@ -729,7 +730,7 @@ class Accelerator:
         an ``evicted`` change forgets the key.
         """
         for change in changes:
-            if change.evicted:
+            if change.unknown:
                 self.items.evict(change.table, change.key)
             else:
                 self.items.put_image(change.table, change.key, change.image, tokens[(change.table, change.key)])
@@ -746,17 +747,19 @@ class Accelerator:
         schema = self.schemas.get(table)
         if schema is None:
             body = yield from self._send("DescribeTable", {"TableName": table}, None, shared=True)
-            schema = TableSchema.from_description(orjson.loads(body)["Table"])
-            self.schemas[table] = schema
+            schema = self.learn_schema(orjson.loads(body)["Table"])
         return schema
+
+    def learn_schema(self, description: Mapping[str, Any]) -> TableSchema:
+        """Remember a table's schema from its description (DescribeTable's ``Table``, CreateTable's
+        ``TableDescription``): the one place the schema cache is written. A schema already known is kept."""
+        schema = TableSchema.from_description(description)
+        return self.schemas.setdefault(schema.name, schema)
 
     def _learn_schema(self, body: bytes) -> None:
         """A table created through daxd: its key schema is known from the answer, no DescribeTable needed."""
-        try:
-            description = orjson.loads(body)["TableDescription"]
-            self.schemas.setdefault(description["TableName"], TableSchema.from_description(description))
-        except (orjson.JSONDecodeError, KeyError, TypeError, StopIteration):
-            pass
+        with contextlib.suppress(orjson.JSONDecodeError, KeyError, TypeError, StopIteration):
+            self.learn_schema(orjson.loads(body)["TableDescription"])
 
     def _locate(self, key_or_item: Any, schema: TableSchema) -> tuple[bytes, bytes]:
         """Canonical key bytes and partition bytes of an item or key."""
@@ -814,7 +817,7 @@ class Accelerator:
 def _failed_changes(evicted: list[tuple[str, bytes]], touched: list[tuple[str, bytes, bytes]]) -> list[Change]:
     """A failed write's changes: every key it named evicted, with its partition if it wrote there."""
     partitions = {(t, k): p for t, k, p in touched}
-    return [Change(t, k, partitions.get((t, k)), evicted=True) for t, k in evicted]
+    return [Change(t, k, partitions.get((t, k)), unknown=True) for t, k in evicted]
 
 
 def _consistent(req: dict[str, Any] | None, raw: bytes | None) -> dict[str, Any]:

@@ -32,15 +32,16 @@ import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from daxd import permissions
+from daxd import permissions, sigv4
 from daxd.config import ConfigError
-from daxd.frontends.httpserver import HttpRequest
 from daxd.model.errors import AccessDeniedException
 from daxd.observability import Metrics
 from daxd.permissions import Permissions
-from daxd.upstream import sigv4
+
+if TYPE_CHECKING:
+    from daxd.frontends.httpserver import HttpRequest  # annotations only: the front end imports this module
 
 log = logging.getLogger("daxd.auth")
 

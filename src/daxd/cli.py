@@ -196,7 +196,7 @@ def serve(config_file: Path | None, **flags: Any) -> None:
 def status(address: str, timeout: float, as_json: bool, watch: bool, interval: float) -> None:
     """Show the cluster as the node whose admin port is ADDRESS (host:admin-port, default port 8113) sees it:
     every node, each node's workers, the shared tier and the stream leases."""
-    from daxd.cluster.status import fetch_status, render_status, watch_status
+    from daxd.status import fetch_status, render_status, watch_status
 
     def fetch() -> dict[str, Any]:
         try:

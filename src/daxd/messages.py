@@ -1,4 +1,4 @@
-"""What passes between front ends, the Accelerator and its drivers.
+"""What passes between front ends, the Accelerator and its drivers, and what the Accelerator reports.
 
 Front ends speak bytes (HTTP JSON) or dicts (DAX, in-process); converting
 between the two costs microseconds on the hot path, so a :class:`Response`
@@ -7,6 +7,7 @@ holds whichever it was made from and converts lazily, once.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -80,3 +81,20 @@ def parse_body(body: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise SerializationException("Unexpected value type in payload")
     return data
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One key an acknowledged (or failed) write touched.
+
+    ``image`` is the item's DynamoDB JSON after the write (None: deleted);
+    ``unknown`` means the writer does not know the new state (the key's copies must go). ``partition``
+    None means no query depends on the change (a failed transaction's
+    ConditionCheck key): only the item is evicted, as on the writing node.
+    """
+
+    table: str
+    key: bytes
+    partition: bytes | None
+    image: bytes | None = None
+    unknown: bool = False

@@ -30,9 +30,7 @@ from daxd.accelerator import Accelerator, CacheSettings
 from daxd.auth import DaxAuthenticator, KeyRing, http_authorizer
 from daxd.cache.stamps import Stamps
 from daxd.cluster.membership import Address
-from daxd.cluster.node import Cluster
-from daxd.cluster.records import StreamRecord
-from daxd.cluster.streams import StreamCollector, StreamsUpstream, StreamTailer, streams_endpoint
+from daxd.cluster.view import Cluster
 from daxd.config import ConfigError, Settings
 from daxd.drivers import AsyncDriver
 from daxd.embedded import EmbeddedBackend
@@ -42,9 +40,14 @@ from daxd.frontends.dax.attrs import AttributeListTable
 from daxd.frontends.dax.service import DaxService
 from daxd.frontends.http import DynamoDBApp, error_response
 from daxd.frontends.listener import Limits, ListenerCollector, ListenerState, RequestBudget
+from daxd.model.stream_records import StreamRecord
 from daxd.observability import Metrics
 from daxd.policy import TablePolicies
+from daxd.sigv4 import Credentials
 from daxd.stats import Sampler
+from daxd.streams.client import StreamsUpstream, streams_endpoint
+from daxd.streams.stats import StreamCollector
+from daxd.streams.tailer import StreamTailer
 from daxd.tier.client import TlsFiles, ValkeyTier
 from daxd.tier.leases import CLIENT_NAME, StreamLeases
 from daxd.tier.members import ValkeyMembers
@@ -52,7 +55,6 @@ from daxd.tier.reports import Reporter, process_figures
 from daxd.tier.shared import SharedTier
 from daxd.upstream import health as upstream_health
 from daxd.upstream.client import BotocoreCredentials, Upstream, aws_endpoint
-from daxd.upstream.sigv4 import Credentials
 from daxd.workers import WorkerContext
 
 log = logging.getLogger("daxd")
@@ -293,7 +295,7 @@ class Node:
         if self.tier is not None:
             self.members = ValkeyMembers(self.tier.client, name=s.node_id or f"{socket.gethostname()}:{s.dax_port}",
                                          host=advertised_hostname(self.advertise), ip=self.advertise_ip,
-                                         port=s.dax_port, local=cluster)
+                                         port=s.dax_port)
             await self.members.list_once()  # a client asking this node before it joins is sent to the others
             service.cluster = self.members
         self.dax_port = await self._listen_dax("dax", service, s.dax_port, None)

@@ -45,7 +45,7 @@ from daxd.stats import latency, merge_samples, sample_from_json, series
 
 #: Gauges not summed over workers: name -> "min" or "max".
 GAUGE_RULES: dict[str, str] = {
-    "daxd_upstream_up": "min", "daxd_shared_tier_up": "min", "daxd_cluster_nodes_healthy": "min",
+    "daxd_upstream_up": "min", "daxd_shared_tier_up": "min",
     "daxd_cluster_nodes": "max", "daxd_build_info": "max", "daxd_stream_lag_seconds": "max",
     "daxd_stream_tailed": "max", "process_start_time_seconds": "min", "process_max_fds": "min",
 }

@@ -17,7 +17,7 @@ import cbor2
 import pytest
 from botocore.exceptions import ClientError
 
-from daxd.upstream.sigv4 import EMPTY_SHA256, signing_key
+from daxd.sigv4 import EMPTY_SHA256, signing_key
 from tests.compat.conftest import dax_url
 from tests.harness import DaxdNode, client
 from tests.integration.dax_wire import PREAMBLE, endpoints_request, read_items

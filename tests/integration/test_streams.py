@@ -19,9 +19,10 @@ import orjson
 import pytest
 
 from daxd.accelerator import Accelerator
-from daxd.cluster.streams import StreamsUpstream, StreamTailer, TailerSettings
 from daxd.drivers import AsyncDriver
 from daxd.model.keys import canonical_key
+from daxd.streams.client import StreamsUpstream
+from daxd.streams.tailer import StreamTailer, TailerSettings
 from daxd.upstream.client import StaticCredentials, Upstream
 from tests.gap_trials import run_trials, spread
 from tests.harness import DynamoDBLocal, create_table

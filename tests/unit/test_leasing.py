@@ -7,16 +7,8 @@ from collections.abc import Sequence
 import pytest
 
 from daxd.accelerator import Accelerator
-from daxd.cluster.leasing import (
-    Checkpoint,
-    LeasePlan,
-    ShardRef,
-    decode_checkpoint,
-    encode_checkpoint,
-    fair_share,
-    plan,
-)
-from daxd.cluster.streams import Position
+from daxd.streams.leasing import Checkpoint, LeasePlan, ShardRef, decode_checkpoint, encode_checkpoint, fair_share, plan
+from daxd.streams.planner import Position
 from tests.unit.test_streams_tailer import ARN, TABLE, FakeStreams, Journal, tailer, until
 
 SHARDS = [ShardRef("t", "arn", f"s{i}") for i in range(6)]

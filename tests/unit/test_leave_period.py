@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
-import cbor2
 import pytest
 
+from daxd.cluster.membership import LiveNode
 from daxd.config import DEFAULT_LEAVE_PERIOD, ConfigError, Settings, load
 from daxd.tier.members import ValkeyMembers
 
@@ -30,12 +29,8 @@ def test_the_leave_period_comes_from_a_flag_a_variable_or_the_file_and_is_checke
         load({"leave_period": -1.0}, {}, None)
 
 
-def ports(reply: bytes | None) -> set[int] | None:
-    if reply is None:
-        return None
-    decoder = cbor2.CBORDecoder(io.BytesIO(reply))
-    assert decoder.decode() == []
-    return {entry[3] for entry in decoder.decode()}
+def ports(nodes: tuple[LiveNode, ...] | None) -> set[int] | None:
+    return None if nodes is None else {node.port for node in nodes}
 
 
 def registration(name: str, port: int) -> dict[str, Any]:
@@ -43,11 +38,11 @@ def registration(name: str, port: int) -> dict[str, Any]:
 
 
 def test_a_node_names_itself_in_endpoints_only_while_advertised() -> None:
-    members = ValkeyMembers(None, name="me", host="localhost", ip="127.0.0.1", port=8111, local=None)  # type: ignore[arg-type]
-    assert ports(members.endpoints_reply("localhost", "a")) is None          # alone and not joined: itself
+    members = ValkeyMembers(None, name="me", host="localhost", ip="127.0.0.1", port=8111)
+    assert ports(members.live_nodes("localhost")) is None          # alone and not joined: itself
     members.others = [registration("b", 8112), registration("c", 8113)]
-    assert ports(members.endpoints_reply("localhost", "a")) == {8112, 8113}  # starting: send clients on
+    assert ports(members.live_nodes("localhost")) == {8112, 8113}  # starting: send clients on
     members.advertised = True
-    assert ports(members.endpoints_reply("localhost", "a")) == {8111, 8112, 8113}
+    assert ports(members.live_nodes("localhost")) == {8111, 8112, 8113}
     members.advertised = False                                                # left: the others only
-    assert ports(members.endpoints_reply("localhost", "a")) == {8112, 8113}
+    assert ports(members.live_nodes("localhost")) == {8112, 8113}

@@ -14,10 +14,10 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from daxd.cli import OPTION_GROUPS, main
-from daxd.cluster.status import render_status
 from daxd.config import ConfigError, load
 from daxd.observability import JsonFormatter, Metrics
 from daxd.stats import Sampler, quantile
+from daxd.status import render_status
 from daxd.upstream.health import UpstreamHealth
 
 
@@ -162,7 +162,7 @@ def test_status_fits_80_columns_without_cutting_addresses() -> None:
 
 
 def test_status_takes_the_admin_address_in_its_usual_spellings() -> None:
-    from daxd.cluster.status import admin_url
+    from daxd.status import admin_url
 
     assert admin_url("10.0.0.1:9000") == "http://10.0.0.1:9000"
     assert admin_url("10.0.0.1") == "http://10.0.0.1:8113"
@@ -175,7 +175,7 @@ def test_status_takes_the_admin_address_in_its_usual_spellings() -> None:
 
 
 def test_status_watch_redraws_until_ctrl_c_and_shows_a_failed_fetch(monkeypatch: pytest.MonkeyPatch) -> None:
-    from daxd.cluster import status
+    from daxd import status
 
     view = {"node": "n1", "nodes": [{"node": "n1", "address": "10.0.0.1:8111", "self": True, "workers": []}]}
     answers: list[Any] = [view, OSError("connection refused"), view, KeyboardInterrupt()]

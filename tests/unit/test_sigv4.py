@@ -18,14 +18,14 @@ from amazondax import SigV4Gen
 from hypothesis import given
 from hypothesis import strategies as st
 
+from daxd import sigv4
 from daxd.model.errors import (
     ClientError,
     InvalidSignatureException,
     MissingAuthenticationTokenException,
     UnrecognizedClientException,
 )
-from daxd.upstream import sigv4
-from daxd.upstream.sigv4 import Credentials, Signer, verify, verify_dax_authorization
+from daxd.sigv4 import Credentials, Signer, verify, verify_dax_authorization
 
 # --- AWS Signature Version 4 test suite ----------------------------------------------------------
 # Source: aws-sig-v4-test-suite, https://docs.aws.amazon.com/general/latest/gr/signature-v4-test-suite.html

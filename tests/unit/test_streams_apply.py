@@ -8,10 +8,11 @@ import orjson
 import pytest
 
 from daxd.accelerator import Accelerator, CacheSettings
-from daxd.cluster.records import KeyOrder, MalformedRecord, Outcome, StreamRecord
+from daxd.cache.stream_order import KeyOrder
 from daxd.drivers import run_plan_sync, step
 from daxd.messages import Call, Response
 from daxd.model.keys import TableSchema, canonical_key
+from daxd.model.stream_records import MalformedRecord, Outcome, StreamRecord
 from tests.unit.test_accelerator import DESCRIBE, KEY, TABLE, Clock, Upstream
 
 STREAM = "arn:aws:dynamodb:ddblocal:000000000000:table/t/stream/1"
@@ -186,7 +187,7 @@ def test_malformed_records_are_refused(raw: Any) -> None:
 
 
 def test_key_order_is_bounded() -> None:
-    from daxd.cluster.records import Applied
+    from daxd.cache.stream_order import Applied
 
     order = KeyOrder(max_keys=2)
     for name in ("a", "b", "c"):

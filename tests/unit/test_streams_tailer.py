@@ -12,21 +12,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from daxd.accelerator import Accelerator
-from daxd.cluster.streams import (
-    LATEST_POSITION,
-    TRIM_HORIZON_POSITION,
-    Position,
-    Shard,
-    ShardPlan,
-    ShardPlanner,
-    StreamCollector,
-    StreamTailer,
-    TailerSettings,
-)
 from daxd.drivers import step
 from daxd.messages import Call
 from daxd.model.errors import DaxdError, from_code
 from daxd.model.keys import canonical_key
+from daxd.streams.planner import LATEST_POSITION, TRIM_HORIZON_POSITION, Position, Shard, ShardPlan, ShardPlanner
+from daxd.streams.stats import StreamCollector
+from daxd.streams.tailer import StreamTailer, TailerSettings
 
 # -- the planner ------------------------------------------------------------------
 

@@ -20,8 +20,8 @@ from daxd.model.errors import (
     ProvisionedThroughputExceededException,
     ServiceUnavailable,
 )
+from daxd.sigv4 import Credentials, verify
 from daxd.upstream.client import BotocoreCredentials, StaticCredentials, Upstream
-from daxd.upstream.sigv4 import Credentials, verify
 from tests.faultproxy import FaultProxy, ThreadedFaultProxy, _Request, _RequestReader
 
 pytestmark = pytest.mark.timeout(20)

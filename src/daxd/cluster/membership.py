@@ -9,6 +9,7 @@ run and every node computes the same id for it. Who is live is kept in Valkey
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from dataclasses import dataclass
 
 #: Positive and inside a signed 64-bit CBOR integer, which every DAX client decodes.
@@ -22,6 +23,21 @@ class AddressError(ValueError):
 def node_id_of(name: str) -> int:
     """A stable positive integer for a ``--node-id``: the first 8 bytes of its SHA-256."""
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") & _NODE_ID_MASK
+
+
+@dataclass(frozen=True, slots=True)
+class LiveNode:
+    """A live node as clients are told of it (DAX ``endpoints``): wire id, host name, IP, DAX port."""
+
+    node_id: int
+    host: str
+    ip: str
+    port: int
+
+    def __post_init__(self) -> None:
+        ipaddress.ip_address(self.ip)  # raises ValueError for a non-IP: clients need the address's bytes
+        if not 0 < self.port <= 65535:
+            raise ValueError(f"{self.port} is not a TCP port")
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -26,7 +26,7 @@ from daxd.stats import sample_to_json
 from daxd.tier.reports import overview, process_figures, totals
 
 if TYPE_CHECKING:
-    from daxd.node import Node
+    from daxd.nodeview import NodeView
 
 _JSON = b"application/json"
 log = logging.getLogger("daxd.admin")
@@ -37,7 +37,7 @@ def _json(status: int, value: object) -> HttpResponse:
 
 
 class AdminApp:
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: NodeView) -> None:
         self.node = node
         self.dashboard = Dashboard(node)
 

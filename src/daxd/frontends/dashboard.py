@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from daxd import __version__
 
 if TYPE_CHECKING:
-    from daxd.node import Node
+    from daxd.nodeview import NodeView
 
 #: file name -> content type; nothing else under assets/ is served.
 ASSETS = {"dashboard.html": b"text/html; charset=utf-8", "dashboard.js": b"text/javascript; charset=utf-8",
@@ -40,7 +40,7 @@ def asset(name: str) -> bytes | None:
 class Dashboard:
     """Builds the stats document of one node (and remembers the last per-table entry count)."""
 
-    def __init__(self, node: Node, *, clock: Any = time.monotonic) -> None:
+    def __init__(self, node: NodeView, *, clock: Any = time.monotonic) -> None:
         self.node = node
         self.clock = clock
         self._entries: tuple[float, Counter[str]] | None = None

@@ -50,7 +50,7 @@ _JSON_TYPES = frozenset({b"", b"application/x-amz-json-1.0", b"application/x-amz
 #: Checks a request's identity (SigV4): returns the access key id, raises a DaxdError to refuse it.
 Authorizer = Callable[[HttpRequest], str]
 #: Sends a DynamoDB Streams call (operation, body) upstream: its 2xx body, or raises the
-#: upstream's DaxdError (raw body kept): :meth:`daxd.cluster.streams.StreamsUpstream.call_streams`.
+#: upstream's DaxdError (raw body kept): :meth:`daxd.streams.tailer.StreamsUpstream.call_streams`.
 StreamsForwarder = Callable[[str, bytes], Awaitable[bytes]]
 
 

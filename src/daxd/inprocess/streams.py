@@ -1,6 +1,6 @@
 """``accelerate(..., streams=True)``: the node's stream tailer, in a background thread.
 
-The tailer (:mod:`daxd.cluster.streams`) is asyncio code; here it runs on a
+The tailer (:mod:`daxd.streams.tailer`) is asyncio code; here it runs on a
 private event loop in a daemon thread and reaches DynamoDB and DynamoDB
 Streams through boto3 clients with the application's own credentials, region
 and endpoint. Blocking boto3 calls are fine on that loop: it runs nothing
@@ -19,10 +19,10 @@ from typing import Any
 
 import botocore.session
 
-from daxd.cluster.streams import StreamTailer, TailerSettings
 from daxd.inprocess import convert
 from daxd.inprocess.client import wrap_upstream
 from daxd.inprocess.driver import ThreadedDriver
+from daxd.streams.tailer import StreamTailer, TailerSettings
 
 log = logging.getLogger("daxd.inprocess.streams")
 

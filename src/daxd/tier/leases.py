@@ -1,7 +1,7 @@
 """Stream-shard leases and checkpoints in Valkey: one reader per shard across every node sharing it.
 
-The decisions are :mod:`daxd.cluster.leasing`'s (pure); this module performs
-them on Valkey and is the stream tailer's :class:`~daxd.cluster.streams.ShardLeases`.
+The decisions are :mod:`daxd.streams.leasing`'s (pure); this module performs
+them on Valkey and is the stream tailer's :class:`~daxd.streams.tailer.ShardLeases`.
 
 Keys (``<table> NUL <shard id>``; table names cannot hold a NUL):
 
@@ -29,7 +29,7 @@ expired is lost: its reader stops); renews the tables it
 caches in ``dx:t`` and starts following any table another node registered
 (so a holder follows a table it never read itself); reads the holders of
 every shard it knows and takes free ones up to its fair share
-(:func:`daxd.cluster.leasing.plan`), each with ``SET NX PX`` in a script that
+(:func:`daxd.streams.leasing.plan`), each with ``SET NX PX`` in a script that
 also returns the checkpoint, so the reader resumes right after it. A stopping
 node deletes its leases, so they move at once. A killed node's leases are
 taken at the next round too: each node's lease client is named
@@ -49,8 +49,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from daxd.cluster.leasing import ShardRef, decode_checkpoint, encode_checkpoint, plan
-from daxd.cluster.streams import Position
+from daxd.streams.leasing import ShardRef, decode_checkpoint, encode_checkpoint, plan
+from daxd.streams.planner import Position
 from daxd.tier.shared import TABLE_DISTRUST, table_entry_patterns
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ def shard_id(table: str, shard: str) -> bytes:
 
 
 class StreamLeases:
-    """This node's leases: the tailer's :class:`~daxd.cluster.streams.ShardLeases`, kept by one task.
+    """This node's leases: the tailer's :class:`~daxd.streams.tailer.ShardLeases`, kept by one task.
 
     Args:
         client: a client of the shared tier's Valkey named :data:`CLIENT_NAME` + ``name``

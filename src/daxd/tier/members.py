@@ -24,19 +24,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable
+import time
 from typing import Any
 
 import orjson
 
-from daxd.cluster.membership import node_id_of
-from daxd.frontends.dax.events import PeerMessage
-from daxd.frontends.dax.responses import Endpoint, encode_endpoints
-from daxd.frontends.dax.service import PeerHandler
+from daxd.cluster.membership import LiveNode, node_id_of
 
 log = logging.getLogger("daxd.tier")
 
 PREFIX = b"dx:n:"
+#: The names of the registered nodes (a sorted set scored by each name's last heartbeat, epoch ms):
+#: listing the nodes costs one ZRANGE and one MGET however many keys the tier holds (a SCAN for
+#: ``dx:n:*`` would walk the whole keyspace every second, on every node). A name's registration key
+#: is the truth (it expires); the set only says which keys to read, and forgets names silent for
+#: :data:`FORGET_MS`.
+REGISTRY = b"dx:nodes"
+FORGET_MS = 60_000
 HEARTBEAT = 1.0
 EXPIRY_MS = 3000
 #: Seconds :meth:`ValkeyMembers.stop` waits for the loop's last Valkey call (its client times out in 1 s).
@@ -44,12 +48,11 @@ STOP_WAIT = 2.0
 
 
 class ValkeyMembers:
-    """The node's :class:`PeerHandler` when nodes share a Valkey (``handle`` stays the local cluster's)."""
+    """This node's registration in Valkey and its list of the others."""
 
-    def __init__(self, client: Any, *, name: str, host: str, ip: str, port: int, local: PeerHandler) -> None:
+    def __init__(self, client: Any, *, name: str, host: str, ip: str, port: int) -> None:
         self.client = client
         self.host, self.ip = host, ip
-        self.local = local
         self.bind(name, port)
         #: The other live nodes' registrations, as last listed.
         self.others: list[dict[str, Any]] = []
@@ -70,23 +73,14 @@ class ValkeyMembers:
         self.key = PREFIX + name.encode()
         self.node_id = node_id_of(name)
         self.me = {"name": name, "id": self.node_id, "host": self.host, "ip": self.ip, "port": port}
-        self._cache: tuple[tuple[Any, ...], bytes] | None = None
 
-    def endpoints_reply(self, hostname: str, availability_zone: str) -> bytes | None:
+    def live_nodes(self, hostname: str) -> tuple[LiveNode, ...] | None:
+        """The nodes ``endpoints`` names (this one as ``hostname``, only while advertised); None: answer
+        as a single node (no other node known)."""
         if not self.others:
-            return None  # answer as a single node
-        state = (self.advertised, hostname, availability_zone,
-                 tuple((o["id"], o["host"], o["ip"], o["port"]) for o in self.others))
-        if self._cache is None or self._cache[0] != state:
-            nodes = [Endpoint(self.node_id, hostname, self.ip, self.port, role=1,
-                              availability_zone=availability_zone, leader_session_id=1)] if self.advertised else []
-            nodes += [Endpoint(o["id"], o["host"], o["ip"], o["port"], role=1, availability_zone=availability_zone,
-                               leader_session_id=1) for o in self.others]
-            self._cache = (state, encode_endpoints(nodes))
-        return self._cache[1]
-
-    def handle(self, message: PeerMessage) -> bytes | Awaitable[bytes]:
-        return self.local.handle(message)
+            return None
+        me = (LiveNode(self.node_id, hostname, self.ip, self.port),) if self.advertised else ()
+        return me + tuple(LiveNode(o["id"], o["host"], o["ip"], o["port"]) for o in self.others)
 
     async def list_once(self, timeout: float = 2.0) -> None:
         """List the other nodes now (before the DAX listener opens: a starting node never answers alone
@@ -103,7 +97,7 @@ class ValkeyMembers:
         async with self._lock:
             if self.left:
                 return
-            await self.client.set(self.key, orjson.dumps(self.me), px=EXPIRY_MS)
+            await self._register()
             self.advertised = self.joined_once = True
         log.info("membership: joined as %s (%s:%d)", self.name, self.ip, self.port)
         self._wake.set()
@@ -114,6 +108,7 @@ class ValkeyMembers:
             self.advertised, self.left = False, True
             with contextlib.suppress(Exception):
                 await self.client.delete(self.key)
+                await self.client.zrem(REGISTRY, self.name)
 
     async def stop(self) -> None:
         """Stop listing and heartbeating (deregistering first if still registered).
@@ -132,13 +127,18 @@ class ValkeyMembers:
             for late in pending:
                 late.cancel()
 
+    async def _register(self) -> None:
+        await self.client.set(self.key, orjson.dumps(self.me), px=EXPIRY_MS)
+        await self.client.zadd(REGISTRY, {self.name: int(time.time() * 1000)})
+
     async def _heartbeat(self) -> None:
         async with self._lock:
             if self.advertised:
-                await self.client.set(self.key, orjson.dumps(self.me), px=EXPIRY_MS)
+                await self._register()
 
     async def _list(self) -> None:
-        names = [name async for name in self.client.scan_iter(match=PREFIX + b"*", count=1000)]
+        await self.client.zremrangebyscore(REGISTRY, "-inf", int(time.time() * 1000) - FORGET_MS)
+        names = [PREFIX + name for name in await self.client.zrange(REGISTRY, 0, -1)]
         mget = getattr(self.client, "mget_nonatomic", self.client.mget)  # a cluster: names span slots
         values = await mget(names) if names else []
         others = sorted((_parse(v) for v in values if v is not None), key=lambda o: o.get("name", ""))
@@ -164,7 +164,7 @@ class ValkeyMembers:
 def _parse(raw: bytes) -> dict[str, Any]:
     try:
         value = orjson.loads(raw)
-        Endpoint(int(value["id"]), str(value["host"]), str(value["ip"]), int(value["port"]))
+        LiveNode(int(value["id"]), str(value["host"]), str(value["ip"]), int(value["port"]))
         return {"name": str(value["name"]), "id": int(value["id"]), "host": str(value["host"]),
                 "ip": str(value["ip"]), "port": int(value["port"])}
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):

@@ -25,13 +25,18 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from daxd.tier.members import PREFIX as MEMBER_PREFIX
+from daxd.tier.members import REGISTRY as MEMBER_REGISTRY
 
 if TYPE_CHECKING:
-    from daxd.node import Node
+    from daxd.nodeview import NodeView
 
 log = logging.getLogger("daxd.tier")
 
 PREFIX = b"dx:r:"
+#: The report keys written (a sorted set scored by each key's last write, epoch ms), so listing them
+#: never walks the keyspace; names silent for a minute are forgotten (their keys expired long ago).
+REGISTRY = b"dx:reports"
+FORGET_MS = 60_000
 EVERY = 1.0
 EXPIRY_MS = 3000
 #: Figures of Valkey's INFO shown for the shared tier.
@@ -66,17 +71,22 @@ class Reporter:
             self._task = None
         with contextlib.suppress(Exception):
             await self.client.delete(self.key)
+            await self.client.zrem(REGISTRY, self.key)
 
     async def _run(self) -> None:
         while True:
             with contextlib.suppress(Exception):  # Valkey down: the report expires, status shows the node without
                 await self.client.set(self.key, orjson.dumps(self.figures()), px=EXPIRY_MS)
+                await self.client.zadd(REGISTRY, {self.key: int(time.time() * 1000)})
             await asyncio.sleep(EVERY)
 
 
-async def _values(client: Any, prefix: bytes) -> list[tuple[bytes, Any]]:
-    names = [name async for name in client.scan_iter(match=prefix + b"*", count=1000)]
-    values = await client.mget(names) if names else []
+async def _values(client: Any, registry: bytes, prefix: bytes = b"") -> list[tuple[bytes, Any]]:
+    """The live keys a registry names (``prefix`` + each member), with their JSON values."""
+    await client.zremrangebyscore(registry, "-inf", int(time.time() * 1000) - FORGET_MS)
+    names = [prefix + name for name in await client.zrange(registry, 0, -1)]
+    mget = getattr(client, "mget_nonatomic", client.mget)  # a cluster: keys span slots
+    values = await mget(names) if names else []
     found = []
     for name, raw in zip(names, values, strict=True):
         if raw is None:
@@ -122,8 +132,8 @@ async def overview(client: Any, *, me: str, url: str, up: bool, reason: str) -> 
     """Every node (membership), its workers (reports), the shared tier (INFO) and the stream leases."""
     view: dict[str, Any] = {"node": me, "tier": {"url": url, "connected": up, "reason": reason}}
     try:
-        members = await _values(client, MEMBER_PREFIX)
-        reports = await _values(client, PREFIX)
+        members = await _values(client, MEMBER_REGISTRY, MEMBER_PREFIX)
+        reports = await _values(client, REGISTRY)
         info = await client.info()
         keys = int(await client.dbsize())
         view["tier"].update(tier_figures(info, keys))
@@ -167,7 +177,7 @@ _HITS = ("daxd_item_cache_hits", "daxd_query_cache_hits", "daxd_scan_cache_hits"
 _MISSES = ("daxd_item_cache_misses", "daxd_query_cache_misses", "daxd_scan_cache_misses")
 
 
-def process_figures(node: Node, name: str) -> dict[str, Any]:
+def process_figures(node: NodeView, name: str) -> dict[str, Any]:
     """This process's report: what ``daxd status`` shows of one worker."""
     metrics, store = node.metrics, node.accelerator.store
     hits = sum(metrics.total(n) for n in _HITS)

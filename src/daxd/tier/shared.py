@@ -66,8 +66,7 @@ from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from daxd.cluster.changes import Change
-from daxd.messages import Call, Response
+from daxd.messages import Call, Change, Response
 from daxd.model.errors import DaxdError
 
 ITEM, GEN, WRITTEN = b"dx:i:", b"dx:g:", b"dx:w:"
@@ -274,7 +273,7 @@ class SharedTier:
         items: list[ItemCommit] = []
         bumps: dict[Bump, None] = {}
         for change in changes:
-            store = not change.evicted
+            store = not change.unknown
             value = b"" if not store else (b"0" if change.image is None else b"1" + change.image)
             expiry = self.item_ttl_ms if self.item_ttl_of is None else ttl_ms(self.item_ttl_of(change.table))
             items.append((item_keys(change.table, change.key),

@@ -28,9 +28,9 @@ import botocore.exceptions
 import botocore.session
 
 from daxd.model.errors import DaxdError, InternalServerError, ServiceUnavailable, from_upstream
+from daxd.sigv4 import Credentials, Signer
 from daxd.upstream.health import UpstreamHealth
 from daxd.upstream.http11 import ConnectionPool, HTTPResponse
-from daxd.upstream.sigv4 import Credentials, Signer
 
 TARGET_PREFIX = "DynamoDB_20120810."
 CONTENT_TYPE = "application/x-amz-json-1.0"

@@ -28,7 +28,6 @@ from daxd.frontends.dax import cbor
 from daxd.frontends.dax.events import (
     METHODS,
     NEED_DATA,
-    PEER_METHODS,
     AuthorizeConnection,
     ConnectionClosed,
     DefineAttributeList,
@@ -37,7 +36,6 @@ from daxd.frontends.dax.events import (
     Endpoints,
     Event,
     MethodCall,
-    PeerMessage,
     PlainGetItem,
     Preamble,
     _NeedData,
@@ -305,16 +303,10 @@ def _define_attribute_list_id(args: list[Any]) -> Event:
     return DefineAttributeListId(tuple(names))
 
 
-def _peer_message(method: str) -> Callable[[list[Any]], Event]:
-    """The builder of one daxd peer method: the single argument is passed on unchecked."""
-    return lambda args: PeerMessage(method, args[0])
-
-
 _CONTROL_BUILDERS: dict[str, Callable[[list[Any]], Event]] = {
     "authorizeConnection": _authorize,
     "endpoints": lambda _args: Endpoints(),
     "defineKeySchema": lambda args: DefineKeySchema(_text(args[0], "table name")),
     "defineAttributeList": _define_attribute_list,
     "defineAttributeListId": _define_attribute_list_id,
-    **{name: _peer_message(name) for name in PEER_METHODS},
 }

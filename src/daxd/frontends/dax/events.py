@@ -22,13 +22,6 @@ class MethodInfo:
     arg_count: int
 
 
-#: daxd's own method (docs/cluster.md), one argument. DAX's ids are signed 32-bit
-#: hashes; this lies above 2**32, so it can never collide with one. (2**32 + 2 and + 3
-#: were node-to-node pushes, removed with ``--peers``: unknown now.)
-PEER_METHODS: dict[str, int] = {
-    "daxd.ping": (1 << 32) + 1,  # the node's status (``daxd status``)
-}
-
 #: Every method the clients send. Unknown ids make the stream unparseable (§2.4).
 METHODS: dict[int, MethodInfo] = {m.method_id: m for m in (
     MethodInfo(1489122155, "authorizeConnection", 5),
@@ -46,7 +39,6 @@ METHODS: dict[int, MethodInfo] = {m.method_id: m for m in (
     MethodInfo(116217951, "batchWriteItem", 2),
     MethodInfo(1866287579, "transactGetItems", 4),
     MethodInfo(-1160037738, "transactWriteItems", 9),
-    *(MethodInfo(method_id, name, 1) for name, method_id in PEER_METHODS.items()),
 )}
 METHOD_IDS: dict[str, int] = {m.name: m.method_id for m in METHODS.values()}
 
@@ -143,18 +135,6 @@ class PlainGetItem(Event):
 
     def __hash__(self) -> int:
         return hash(self.args)
-
-
-@dataclass(frozen=True, slots=True)
-class PeerMessage(Event):
-    """One of daxd's node-to-node methods (:data:`PEER_METHODS`); the body is checked by its handler."""
-
-    method: str
-    body: Any
-
-    def __post_init__(self) -> None:
-        if self.method not in PEER_METHODS:
-            raise ValueError(f"{self.method!r} is not a daxd peer method")
 
 
 @dataclass(frozen=True, slots=True)

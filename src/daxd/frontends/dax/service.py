@@ -16,8 +16,7 @@ answered from bytes encoded once per cache entry (:mod:`.hot`).
 With a key file, every data-plane call is checked against its connection's
 key's permissions (:meth:`daxd.auth.KeyRing.check_tables`) before it is
 decoded: a refused call fetches no key schema, reads no cache and reaches no
-DynamoDB. ``defineKeySchema`` is allowed for the tables the key may use at all;
-daxd's peer methods (which write cache entries) only for keys without rules.
+DynamoDB. ``defineKeySchema`` is allowed for the tables the key may use at all.
 """
 
 from __future__ import annotations
@@ -33,6 +32,7 @@ import orjson
 
 from daxd.auth import DaxAuthenticator
 from daxd.cache.item_cache import CachedItem
+from daxd.cluster.membership import LiveNode
 from daxd.drivers import AsyncDriver
 from daxd.frontends.dax.attrs import AttributeListTable
 from daxd.frontends.dax.codec import decode_plain_get_item
@@ -44,7 +44,6 @@ from daxd.frontends.dax.events import (
     DefineKeySchema,
     Endpoints,
     MethodCall,
-    PeerMessage,
     PlainGetItem,
     Preamble,
 )
@@ -65,10 +64,9 @@ from daxd.model.errors import (
     DaxdError,
     InternalServerError,
     MissingAuthenticationTokenException,
-    ValidationException,
 )
 from daxd.model.keys import KeySchema, TableSchema
-from daxd.permissions import SCHEMA, denied
+from daxd.permissions import SCHEMA
 
 if TYPE_CHECKING:
     from daxd.auth import KeyRing
@@ -82,12 +80,11 @@ _EXTRA_KEY = "dax"
 _BEFORE_AUTH = (Preamble, AuthorizeConnection)
 
 
-class PeerHandler(Protocol):
-    """The cluster side of a node (:class:`daxd.cluster.node.Cluster`): ``endpoints`` and ``daxd status``."""
+class ClusterView(Protocol):
+    """What the DAX front end asks of the cluster: the live nodes, for ``endpoints``."""
 
-    def endpoints_reply(self, hostname: str, availability_zone: str) -> bytes | None: ...
-
-    def handle(self, message: PeerMessage) -> bytes | Awaitable[bytes]: ...
+    def live_nodes(self, hostname: str) -> Sequence[LiveNode] | None:
+        """The nodes to advertise, this one named ``hostname`` (None: answer as a node on its own)."""
 
 
 class Session:
@@ -134,16 +131,15 @@ class DaxService:
         hostname: advertised by ``endpoints`` (the Python client replaces it with
             the name it dialled; JS keeps it for TLS hostname checks).
         availability_zone: advertised by ``endpoints`` (Python requires one).
-        cluster: answers ``endpoints`` with the healthy nodes and daxd's peer
-            methods (None: a node on its own, which refuses peer methods).
-        cluster_port: the DAX port peers know this node by; ``endpoints`` on
+        cluster: answers ``endpoints`` with the live nodes (None: a node on its own).
+        cluster_port: the DAX port other nodes advertise this one at; ``endpoints`` on
             another listener (TLS) answers with this node only.
         keyring: the node's keys and permissions (None: no key file, no checks).
     """
 
     def __init__(self, driver: AsyncDriver, attr_lists: AttributeListTable, *,
                  authenticator: DaxAuthenticator | None = None, hostname: str = "localhost",
-                 availability_zone: str = "local", cluster: PeerHandler | None = None,
+                 availability_zone: str = "local", cluster: ClusterView | None = None,
                  cluster_port: int | None = None, keyring: KeyRing | None = None) -> None:
         self.driver = driver
         self.keyring = keyring
@@ -157,6 +153,7 @@ class DaxService:
         self.availability_zone = availability_zone
         self.schemas = _KeySchemas(self.accelerator.schemas)
         self._endpoints: dict[tuple[str, int], bytes] = {}
+        self._cluster_reply: tuple[tuple[LiveNode, ...], bytes] | None = None
         self._get_items = DecodedGetItems(self.accelerator.schemas)
         self._pages = EncodedPages(attr_lists)
         self.handlers: dict[type, Callable[[Session, Any], Reply]] = {
@@ -168,7 +165,6 @@ class DaxService:
             DefineAttributeListId: self.define_attribute_list_id,
             MethodCall: self.method_call,
             PlainGetItem: self.plain_get_item,
-            PeerMessage: self.peer_message,
         }
 
     def session(self, local: tuple[str, int] | None, peer: str) -> Session:
@@ -214,9 +210,9 @@ class DaxService:
         """The cluster's healthy nodes; alone (or on TLS), this node at the address and port the client reached."""
         local = session.local or ("127.0.0.1", 0)
         if self.cluster is not None and local[1] == self.cluster_port:
-            clustered = self.cluster.endpoints_reply(self.hostname, self.availability_zone)
-            if clustered is not None:
-                return clustered
+            nodes = self.cluster.live_nodes(self.hostname)
+            if nodes is not None:
+                return self._cluster_endpoints(tuple(nodes))
         reply = self._endpoints.get(local)
         if reply is None:
             address = str(ipaddress.ip_address(local[0].partition("%")[0]))
@@ -225,14 +221,13 @@ class DaxService:
                 leader_session_id=1)])
         return reply
 
-    def peer_message(self, session: Session, event: PeerMessage) -> Reply:
-        """daxd's own method, ``daxd.ping`` (``daxd status``, docs/cluster.md)."""
-        if self.cluster is None:
-            return encode_error(ValidationException(f"{event.method}: this node is not part of a cluster"))
-        if self.keyring is not None and not self.keyring.full_access(session.access_key):
-            return encode_error(denied(session.access_key, event.method, None,
-                                       "daxd's status method needs a key without permission rules"))
-        return self.cluster.handle(event)
+    def _cluster_endpoints(self, nodes: tuple[LiveNode, ...]) -> bytes:
+        """The ``endpoints`` reply naming ``nodes``, each a leader; encoded once per membership change."""
+        if self._cluster_reply is None or self._cluster_reply[0] != nodes:
+            self._cluster_reply = (nodes, encode_endpoints([
+                Endpoint(n.node_id, n.host, n.ip, n.port, role=1, availability_zone=self.availability_zone,
+                         leader_session_id=1) for n in nodes]))
+        return self._cluster_reply[1]
 
     def define_key_schema(self, session: Session, event: DefineKeySchema) -> Reply:
         table = event.table_name

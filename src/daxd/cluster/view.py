@@ -7,27 +7,18 @@ each other. :class:`Cluster` gathers what an operator asks a node for:
 
 * :meth:`summary` - this node's figures (hits, cache, streams);
 * :meth:`nodes` - every live node, for the dashboard and ``GET /cluster``;
-* :meth:`handle` - the one daxd method of the DAX port, ``daxd.ping`` with
-  ``{"view": true}``, which ``daxd status`` sends;
-* :meth:`endpoints_reply` - the DAX ``endpoints`` answer (the live nodes).
+* :meth:`live_nodes` - the nodes the DAX ``endpoints`` answer names.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING, Any
 
-import cbor2
-
-from daxd.cluster.membership import node_id_of
-from daxd.frontends.dax.errors import encode_error
-from daxd.frontends.dax.events import PeerMessage
-from daxd.frontends.dax.responses import SUCCESS
-from daxd.model.errors import ValidationException
+from daxd.cluster.membership import LiveNode, node_id_of
 
 if TYPE_CHECKING:
     from daxd.accelerator import Accelerator
-    from daxd.cluster.streams import StreamTailer
+    from daxd.streams.tailer import StreamTailer
     from daxd.tier.leases import StreamLeases
     from daxd.tier.members import ValkeyMembers
 
@@ -66,22 +57,9 @@ class Cluster:
         """Live nodes, this one included."""
         return 1 + (len(self.members.others) if self.members is not None else 0)
 
-    def endpoints_reply(self, hostname: str, availability_zone: str) -> bytes | None:
-        """The ``endpoints`` reply of a cluster (None: answer as a single node)."""
-        if self.members is None:
-            return None
-        return self.members.endpoints_reply(hostname, availability_zone)
-
-    def handle(self, message: PeerMessage) -> bytes | Awaitable[bytes]:
-        """Answer ``daxd.ping`` (``daxd status``); a body we cannot read is a ValidationException."""
-        body = message.body
-        if message.method != "daxd.ping" or not isinstance(body, Mapping):
-            return encode_error(ValidationException(f"{message.method}: the body must be a map"))
-        status = self.summary()
-        if body.get("view") is True:
-            status["nodes"] = self.nodes()
-            status["table_policies"] = self.accelerator.policies_view()
-        return SUCCESS + cbor2.dumps(status)
+    def live_nodes(self, hostname: str) -> tuple[LiveNode, ...] | None:
+        """The nodes ``endpoints`` names (None: answer as a single node)."""
+        return None if self.members is None else self.members.live_nodes(hostname)
 
     def nodes(self) -> list[dict[str, Any]]:
         """Every live node: this one first, then the others as their registrations in Valkey say."""

@@ -50,36 +50,35 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.registry import Collector
 
-from daxd.accelerator import Accelerator
-from daxd.cluster.records import MalformedRecord, Outcome, StreamRecord
-from daxd.model.errors import DaxdError, from_upstream
-from daxd.model.keys import TableSchema
-from daxd.observability import Histogram
-from daxd.upstream.client import Upstream
+from daxd.model.errors import DaxdError
+from daxd.model.stream_records import MalformedRecord, Outcome, StreamRecord
+from daxd.streams.client import StreamsClient
+from daxd.streams.planner import (
+    TRIM_HORIZON_POSITION,
+    Position,
+    Shard,
+    ShardPlanner,
+)
+from daxd.streams.stats import StreamStats
+
+if TYPE_CHECKING:
+    from daxd.accelerator import Accelerator
+
 
 log = logging.getLogger("daxd.streams")
 
-STREAMS_TARGET_PREFIX = "DynamoDBStreams_20120810."
-LATEST = "LATEST"
-TRIM_HORIZON = "TRIM_HORIZON"
-AFTER_SEQUENCE_NUMBER = "AFTER_SEQUENCE_NUMBER"
-AT_SEQUENCE_NUMBER = "AT_SEQUENCE_NUMBER"
 TRIMMED = "TrimmedDataAccessException"
 #: Errors after which a stream cannot be followed: fall back to TTL.
 GONE_CODES = frozenset({"ResourceNotFoundException", "AccessDeniedException"})
 #: GetRecords errors cured by a fresh iterator (DynamoDB Local says ValidationException for a bad one).
 RENEW_CODES = frozenset({"ExpiredIteratorException", "ValidationException"})
-#: Buckets of the lag histogram, in seconds (creation times are rounded down to the second).
-LAG_BUCKETS = (0.25, 0.5, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 RecordSink = Callable[[Sequence[StreamRecord]], Awaitable[None]]
 
@@ -110,236 +109,6 @@ class ShardLeases(Protocol):
         """A closed shard was read to its end."""
 #: Told (table, stream) when a reader of that stream may have missed records (see "No gap" above).
 Distrust = Callable[[str, str], Awaitable[None]]
-
-
-def streams_endpoint(region: str) -> str:
-    """The public DynamoDB Streams endpoint of a region (signed as service ``dynamodb``)."""
-    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
-    return f"https://streams.dynamodb.{region}.{suffix}"
-
-
-class StreamsClient(Protocol):
-    """What the tailer needs: DynamoDB (DescribeTable) and DynamoDB Streams calls."""
-
-    async def call(self, operation: str, body: bytes) -> bytes: ...
-
-    async def call_streams(self, operation: str, body: bytes) -> bytes: ...
-
-
-class StreamsUpstream:
-    """DynamoDB and DynamoDB Streams over :class:`Upstream` clients.
-
-    DynamoDB Local (and Alternator) serve Streams on the DynamoDB endpoint, so
-    one Upstream does both; AWS serves them at :func:`streams_endpoint`, given
-    as ``streams``.
-    """
-
-    def __init__(self, dynamodb: Upstream, streams: Upstream | None = None) -> None:
-        self.dynamodb = dynamodb
-        self.streams = streams or dynamodb
-
-    async def call(self, operation: str, body: bytes) -> bytes:
-        """A DynamoDB call; raises the upstream's DaxdError."""
-        return await self.dynamodb.call(operation, body)
-
-    async def call_streams(self, operation: str, body: bytes) -> bytes:
-        """A DynamoDB Streams call (``DynamoDBStreams_20120810.<operation>``).
-
-        Raises:
-            DaxdError: the service's error (e.g. code ``ExpiredIteratorException``),
-                or ServiceUnavailable when the endpoint cannot be reached.
-        """
-        status, reply = await self.streams.forward(STREAMS_TARGET_PREFIX + operation, body)
-        if not 200 <= status < 300:
-            raise from_upstream(status, reply)
-        return reply
-
-    async def close(self) -> None:
-        """Close the streams upstream if it is not the DynamoDB one (whose owner closes it)."""
-        if self.streams is not self.dynamodb:
-            await self.streams.close()
-
-
-# -- shards: pure decisions ------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Shard:
-    """One shard of a stream, as DescribeStream lists it."""
-
-    id: str
-    parent: str | None = None
-    closed: bool = False
-
-    @classmethod
-    def from_wire(cls, raw: dict[str, Any]) -> Shard:
-        numbers = raw.get("SequenceNumberRange") or {}
-        return cls(str(raw["ShardId"]), raw.get("ParentShardId"), "EndingSequenceNumber" in numbers)
-
-
-@dataclass(frozen=True, slots=True)
-class Position:
-    """Where a shard reader starts: a GetShardIterator ``ShardIteratorType`` and its ``SequenceNumber``.
-
-    Build them with :data:`LATEST_POSITION`, :data:`TRIM_HORIZON_POSITION`,
-    :meth:`after` (resume after a checkpoint) or :meth:`at`.
-    """
-
-    kind: str
-    sequence: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.kind not in (LATEST, TRIM_HORIZON, AFTER_SEQUENCE_NUMBER, AT_SEQUENCE_NUMBER):
-            raise ValueError(f"unknown shard iterator type {self.kind!r}")
-        numbered = self.kind in (AFTER_SEQUENCE_NUMBER, AT_SEQUENCE_NUMBER)
-        if numbered != (self.sequence is not None):
-            raise ValueError(f"{self.kind} {'needs' if numbered else 'takes no'} sequence number")
-        if self.sequence is not None and not (self.sequence.isdigit() and len(self.sequence) <= 40):
-            raise ValueError(f"bad sequence number {self.sequence!r}")
-
-    @classmethod
-    def after(cls, sequence: str | int) -> Position:
-        """Just after a record already read (a checkpoint)."""
-        return cls(AFTER_SEQUENCE_NUMBER, str(sequence))
-
-    @classmethod
-    def at(cls, sequence: str | int) -> Position:
-        """At a record, which is read again."""
-        return cls(AT_SEQUENCE_NUMBER, str(sequence))
-
-    @property
-    def gapless(self) -> bool:
-        """False for LATEST: records written before the iterator was taken are never read."""
-        return self.kind != LATEST
-
-    def request(self) -> dict[str, str]:
-        """The GetShardIterator fields naming this position."""
-        if self.sequence is None:
-            return {"ShardIteratorType": self.kind}
-        return {"ShardIteratorType": self.kind, "SequenceNumber": self.sequence}
-
-
-LATEST_POSITION = Position(LATEST)
-TRIM_HORIZON_POSITION = Position(TRIM_HORIZON)
-
-
-@dataclass(frozen=True, slots=True)
-class ShardPlan:
-    """What to do after a DescribeStream: readers to start (shard, position) and to stop."""
-
-    start: tuple[tuple[str, Position], ...] = ()
-    stop: tuple[str, ...] = ()
-
-
-class ShardPlanner:
-    """Which shards of one stream this node reads, and from where. Pure: no I/O, no clock."""
-
-    def __init__(self, owns: Callable[[str], bool]) -> None:
-        self.owns = owns
-        self.known: dict[str, Shard] = {}
-        self.at_start: set[str] | None = None
-        self.reading: set[str] = set()
-        self.finished: set[str] = set()
-
-    def update(self, shards: Sequence[Shard]) -> ShardPlan:
-        """Take a fresh shard list; readers to start and stop."""
-        self.known = {s.id: s for s in shards}
-        if self.at_start is None:
-            self.at_start = set(self.known)
-            self.finished = {s.id for s in shards if s.closed}
-        self.finished &= set(self.known)  # trimmed shards are forgotten
-        stop = tuple(sorted(s for s in self.reading if not self.owns(s)))
-        self.reading.difference_update(stop)
-        start = tuple((s.id, self._position(s)) for s in shards if self._startable(s))
-        self.reading.update(s for s, _ in start)
-        return ShardPlan(start, stop)
-
-    def finish(self, shard_id: str) -> None:
-        """A reader reached the end of a closed shard."""
-        self.reading.discard(shard_id)
-        self.finished.add(shard_id)
-
-    def abandon(self, shard_id: str) -> None:
-        """A reader stopped before the end (cancelled); it may be started again."""
-        self.reading.discard(shard_id)
-
-    def _startable(self, shard: Shard) -> bool:
-        if shard.id in self.reading or shard.id in self.finished or not self.owns(shard.id):
-            return False
-        if self.at_start is not None and shard.id in self.at_start:
-            return True
-        parent = self.known.get(shard.parent) if shard.parent else None
-        if parent is None or parent.id in self.finished:
-            return True
-        return parent.closed and not self.owns(parent.id)  # another node reads it: we cannot wait for it
-
-    def _position(self, shard: Shard) -> Position:
-        """Open at our start: LATEST (the reader then distrusts older entries). Born later: all of it, in order."""
-        return LATEST_POSITION if self.at_start is not None and shard.id in self.at_start else TRIM_HORIZON_POSITION
-
-
-# -- statistics ------------------------------------------------------------------
-
-
-@dataclass
-class StreamStats:
-    """Plain counts (single-owner, like :class:`daxd.observability.Metrics`); see :class:`StreamCollector`."""
-
-    applied: dict[tuple[str, str], int] = field(default_factory=dict)
-    errors: dict[tuple[str, str], int] = field(default_factory=dict)
-    fallbacks: dict[tuple[str, str], int] = field(default_factory=dict)
-    lag: dict[str, Histogram] = field(default_factory=dict)
-    #: table -> "tailing", "no-stream" or "fallback"
-    status: dict[str, str] = field(default_factory=dict)
-    #: table -> shard readers holding an iterator
-    readers: dict[str, int] = field(default_factory=dict)
-    #: table -> the lag of the last record applied (seconds), for the dashboard and ``daxd status``.
-    last_lag: dict[str, float] = field(default_factory=dict)
-
-    def count(self, counts: dict[tuple[str, str], int], table: str, label: str) -> None:
-        counts[(table, label)] = counts.get((table, label), 0) + 1
-
-    def observe_lag(self, table: str, seconds: float) -> None:
-        lag = self.lag.get(table)
-        if lag is None:
-            lag = self.lag[table] = Histogram(LAG_BUCKETS)
-        lag.observe(max(0.0, seconds))
-        self.last_lag[table] = max(0.0, seconds)
-
-
-class StreamCollector(Collector):
-    """Exports :class:`StreamStats` when scraped: ``registry.register(StreamCollector(tailer.stats))``."""
-
-    def __init__(self, stats: StreamStats) -> None:
-        self.stats = stats
-
-    def collect(self) -> Iterator[Metric]:
-        s = self.stats
-        for name, doc, counts, label in (
-                ("daxd_stream_records", "Stream records applied, by outcome.", s.applied, "outcome"),
-                ("daxd_stream_errors", "Failed DynamoDB Streams calls and bad records, by code.", s.errors, "code"),
-                ("daxd_stream_fallbacks", "Streams given up for TTL expiry, by reason.", s.fallbacks, "reason")):
-            family = CounterMetricFamily(name, doc, labels=["table", label])
-            for (table, value), count in list(counts.items()):
-                family.add_metric([table, value], count)
-            yield family
-        histogram = HistogramMetricFamily("daxd_stream_lag_seconds",
-                                          "Seconds from a record's creation to its application.", labels=["table"])
-        for table, lag in list(s.lag.items()):
-            histogram.add_metric([table], lag.cumulative(), lag.sum)
-        yield histogram
-        readers = GaugeMetricFamily("daxd_stream_shard_readers", "Shards this node reads.", labels=["table"])
-        for table, count in list(s.readers.items()):
-            readers.add_metric([table], count)
-        yield readers
-        tailed = GaugeMetricFamily("daxd_stream_tailed", "1 if the table's stream is followed, 0 if it "
-                                   "falls back to TTL expiry.", labels=["table"])
-        for table, status in list(s.status.items()):
-            tailed.add_metric([table], 1.0 if status == "tailing" else 0.0)
-        yield tailed
-
-
-# -- the asyncio shell -----------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -523,7 +292,7 @@ class StreamTailer:
         if description.get("LatestStreamArn") != stream:
             return False
         with self.guard:
-            self.accelerator.schemas.setdefault(table, TableSchema.from_description(description))
+            self.accelerator.learn_schema(description)
         return True
 
     # -- tables --
@@ -584,7 +353,7 @@ class StreamTailer:
         body = await self.client.call("DescribeTable", orjson.dumps({"TableName": table}))
         description = orjson.loads(body)["Table"]
         with self.guard:
-            self.accelerator.schemas.setdefault(table, TableSchema.from_description(description))
+            self.accelerator.learn_schema(description)
         enabled = (description.get("StreamSpecification") or {}).get("StreamEnabled") is True
         arn = description.get("LatestStreamArn")
         return str(arn) if enabled and arn else None

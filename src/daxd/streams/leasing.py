@@ -15,13 +15,13 @@ table, and each round (about once a second) decides with :func:`plan`:
   free shards mostly want different ones; the Valkey ``SET NX`` settles the
   rest. A shard whose checkpoint says it was read to its end is not leased.
 * *Lease loss* (renewal found another holder or none): the shard's reader
-  stops at once (:class:`~daxd.cluster.streams.LeaseLost` at its next checkpoint, or a re-plan of
+  stops at once (:class:`~daxd.streams.tailer.LeaseLost` at its next checkpoint, or a re-plan of
   its stream); records it applied after the last checkpoint are applied again
   by the next holder, which is harmless (applying a record evicts its key).
 
 A checkpoint is the stream ARN and the sequence number of the last record
 applied (:func:`encode_checkpoint`); a new holder resumes
-:meth:`~daxd.cluster.streams.Position.after` it when the ARN is the shard's
+:meth:`~daxd.streams.tailer.Position.after` it when the ARN is the shard's
 current stream (a table re-created under the same name has a new one).
 """
 
@@ -32,7 +32,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from daxd.cluster.streams import Position
+from daxd.streams.planner import Position
 
 #: Marks a checkpoint of a closed shard read to its end: nobody needs to lease it again.
 END = "end"

@@ -1,23 +1,16 @@
-"""DynamoDB Streams records, parsed, and the per-key order they are applied in.
+"""DynamoDB Streams records, parsed once where they are read, and what applying one did.
 
 A record is parsed once, where it is read (the tailer), into a small frozen
 :class:`StreamRecord` (with the table and stream it came from), which the
-Accelerator applies.
-
-:class:`KeyOrder` remembers, per key, the sequence number of the last record
-applied and the key's generation right after it. It lets the Accelerator drop
-a record older than one already applied (a duplicate, e.g. a batch read again after a lease moved)
-and tell whether anything but the stream touched the key since. It is bounded:
-a key it forgot is handled by the Accelerator's slower, conservative rule
-(see :meth:`daxd.accelerator.Accelerator.apply_stream_record`), never wrongly.
+Accelerator applies; :class:`Outcome` is what it did with it.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 #: GetRecords' ``eventName`` values.
 EVENTS = frozenset({"INSERT", "MODIFY", "REMOVE"})
@@ -96,40 +89,3 @@ class Outcome(enum.Enum):
     EVICTED = "evicted"  # no image, or one that might be older than the cache: the key is forgotten
     STALE = "stale"  # a record older than (or the same as) one already applied: ignored
     SKIPPED = "skipped"  # the table is not cached or its key schema is unknown
-
-
-class Applied(NamedTuple):
-    """What :class:`KeyOrder` remembers of the last record applied to a key."""
-
-    stream: str
-    sequence: int
-    generation: int
-
-
-class KeyOrder:
-    """Bounded, least-recently-applied-first map: key -> :class:`Applied`.
-
-    Sequence numbers only compare within one stream; a record of another
-    stream of the same table (the stream was disabled and re-enabled) is
-    treated as if the key had been forgotten.
-    """
-
-    def __init__(self, max_keys: int = 100_000) -> None:
-        if max_keys < 1:
-            raise ValueError("max_keys must be >= 1")
-        self.max_keys = max_keys
-        self._applied: dict[Hashable, Applied] = {}
-
-    def __len__(self) -> int:
-        return len(self._applied)
-
-    def last(self, name: Hashable, stream: str) -> Applied | None:
-        """The last record applied to ``name`` from ``stream``, if remembered."""
-        applied = self._applied.get(name)
-        return applied if applied is not None and applied.stream == stream else None
-
-    def remember(self, name: Hashable, applied: Applied) -> None:
-        self._applied.pop(name, None)
-        if len(self._applied) >= self.max_keys:
-            del self._applied[next(iter(self._applied))]
-        self._applied[name] = applied
