@@ -45,7 +45,6 @@ import valkey.asyncio as valkey_async
 from valkey.asyncio.cluster import ValkeyCluster
 from valkey.exceptions import ValkeyError
 
-from daxd.tasks import cancel_and_wait
 from daxd.tier.shared import (
     BUMP_SCRIPT,
     COMMIT_SCRIPT,
@@ -223,7 +222,10 @@ class ValkeyTier:
         return self.up
 
     async def stop(self) -> None:
-        await cancel_and_wait([self._task])
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
         await self.client.aclose()
 
     def _went_down(self, reason: str) -> None:
