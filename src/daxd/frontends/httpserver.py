@@ -54,6 +54,7 @@ _REASONS = {100: b"Continue", 200: b"OK", 400: b"Bad Request", 403: b"Forbidden"
             408: b"Request Timeout", 413: b"Payload Too Large", 415: b"Unsupported Media Type",
             431: b"Request Header Fields Too Large", 500: b"Internal Server Error", 503: b"Service Unavailable"}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_METHODS = {m.encode(): m for m in ("GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS")}
 #: Headers a request may not repeat (a second Content-Length is a request-smuggling attempt).
 _SINGLE_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"host"})
 #: Content-Encoding -> zlib window bits (gzip; zlib-wrapped deflate, raw deflate tried when that fails).
@@ -116,19 +117,16 @@ _OK_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\nDate: 
 Application = Callable[[HttpRequest], "HttpResponse | Awaitable[HttpResponse]"]
 
 
-class _Clock:
+_date = (-1, b"")
+
+
+def http_date() -> bytes:
     """The ``Date`` header's value, formatted once a second."""
-
-    second = -1
-    value = b""
-
-    @classmethod
-    def date(cls) -> bytes:
-        now = int(time.time())
-        if now != cls.second:
-            cls.value = formatdate(now, usegmt=True).encode()
-            cls.second = now
-        return cls.value
+    global _date
+    now = int(time.time())
+    if now != _date[0]:
+        _date = (now, formatdate(now, usegmt=True).encode())
+    return _date[1]
 
 
 class RequestRefused(Exception):
@@ -176,18 +174,22 @@ class HttpProtocol(ListenerProtocol):
         super().__init__(state)
         self.app = app
         self.max_body = state.limits.max_request_size
+        #: Bodies up to this size need no check when their headers arrive.
+        self._plain_size = min(self.max_body, BUDGETED)
         self._max_header_count = state.limits.max_header_count
         self._max_header_bytes = state.limits.max_header_bytes
         self.error_response = error_response or _plain_error
         self.parser = httptools.HttpRequestParser(self)
         self._url = b""
         self._headers: dict[bytes, bytes] = {}
-        self._header_count = 0
         self._header_bytes = 0
-        self._body: bytearray | None = None
+        self._repeats = 0
+        self._body: bytes | bytearray | None = None
         self._in_head = False
         self._in_body = False
         self._head_fed = 0
+        #: Bytes of the data being fed (a head within it is at most that long).
+        self._feeding = 0
         self._message_started = 0.0
         self._queue: deque[HttpRequest] = deque()
         self._pending = bytearray()
@@ -200,7 +202,7 @@ class HttpProtocol(ListenerProtocol):
 
     def refusal(self) -> bytes:
         return self.error_response(503, "Too many connections to this listener").encode(
-            date=_Clock.date(), close=True)
+            date=http_date(), close=True)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -217,9 +219,14 @@ class HttpProtocol(ListenerProtocol):
             return  # a refused connection's remaining input is discarded
         if self._pending or len(data) > FEED_SLICE or self._queue or self._busy:
             self._pending += data
+            self._advance()
+            return
+        self._feed(data)
+        if (self._queue or self._pending or self._busy or self._in_head or self._in_body or self.read_paused
+                or self.write_paused or self.closing or self._awaiting_budget):
+            self._advance()
         else:
-            self._feed(data)
-        self._advance()
+            self.touch_idle()  # the common case: every request read was answered (what _advance ends with)
 
     def on_writable(self) -> None:
         self._advance()
@@ -238,73 +245,106 @@ class HttpProtocol(ListenerProtocol):
 
     # -- httptools callbacks ------------------------------------------------
 
+    # Called for every request: kept to the few operations each needs. The header
+    # limits are checked once the head is complete; until then the bytes fed to an
+    # unfinished head are bounded in _feed, so a head that never ends is refused too.
+
     def on_message_begin(self) -> None:
         self._url, self._headers, self._body = b"", {}, None
-        self._header_count = self._header_bytes = self._head_fed = 0
-        self._in_head, self._in_body = True, False
+        self._repeats = self._head_fed = 0
+        self._in_head = True
         self._message_started = 0.0  # set when the head is found incomplete (see _update_deadline)
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        self._header_bytes += len(url)
-        if self._header_bytes > self._max_header_bytes:
-            self._over_header_limit()
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        self._header_bytes += len(name) + len(value) + 4
-        if self._header_count > self._max_header_count or self._header_bytes > self._max_header_bytes:
-            self._over_header_limit()
         name = name.lower()
-        if name in self._headers and name in _SINGLE_HEADERS:
-            raise RequestRefused(400, "bad_request", f"Repeated {name.decode('latin-1')} header")
+        if name in self._headers:
+            self._repeated(name)
         self._headers[name] = value
 
-    def _over_header_limit(self) -> None:
-        if self._header_count > self._max_header_count:
+    def _repeated(self, name: bytes) -> None:
+        if name in _SINGLE_HEADERS:
+            raise RequestRefused(400, "bad_request", f"Repeated {name.decode('latin-1')} header")
+        if not self._repeats:
+            self._header_bytes = 0
+        self._repeats += 1
+        self._header_bytes += len(name) + len(self._headers[name])  # the value about to be replaced
+
+    def _check_head(self) -> None:
+        headers = self._headers
+        count = len(headers) + self._repeats
+        if count > self._max_header_count:
             raise RequestRefused(431, "header_count", f"More than {self._max_header_count} request headers")
-        raise RequestRefused(431, "header_size", f"Request headers are over {self._max_header_bytes} bytes")
+        if not (self._head_fed or self._repeats) and self._feeding <= self._max_header_bytes:
+            return  # the whole head came in one feed no larger than the limit
+        size = (self._header_bytes if self._repeats else 0) + sum(map(len, headers)) + sum(map(len, headers.values()))
+        if size + len(self._url) + 4 * count > self._max_header_bytes:
+            raise RequestRefused(431, "header_size", f"Request headers are over {self._max_header_bytes} bytes")
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         headers = self._headers
+        self._check_head()
         length = headers.get(b"content-length", b"0")
-        if length.isdigit() and int(length) > self.max_body:
-            raise RequestRefused(413, "body_size", f"Request body of {int(length)} bytes is over the limit "
+        size = int(length) if length.isdigit() else 0
+        if size > self._plain_size or b"content-encoding" in headers:
+            self._check_body_head(size)
+        if size or b"transfer-encoding" in headers:
+            self._in_body = True
+            self._message_started = 0.0
+            if b"expect" in headers and headers[b"expect"].lower() == b"100-continue" and not (
+                    self._busy or self._queue):
+                self.transport.write(_CONTINUE)
+
+    def _check_body_head(self, size: int) -> None:
+        """A body over the limit (413) or in an unknown encoding (415); a large one waits for the budget."""
+        if size > self.max_body:
+            raise RequestRefused(413, "body_size", f"Request body of {size} bytes is over the limit "
                                  f"of {self.max_body}")
-        encoding = headers.get(b"content-encoding", b"identity").strip().lower()
+        encoding = self._headers.get(b"content-encoding", b"identity").strip().lower()
         if encoding not in _ENCODINGS and encoding != b"identity":
             inflate(b"", encoding, 0)  # raises the 415
-        has_body = length != b"0" or b"transfer-encoding" in headers
-        size = int(length) if length.isdigit() else 0
         if size > BUDGETED:
             self._reserved = size
             self._awaiting_budget = not self.state.budget.reserve(size, self._budget_granted)
-        if has_body:
-            self._in_body = True
-            self._message_started = 0.0
-            if headers.get(b"expect", b"").lower() == b"100-continue" and not (self._busy or self._queue):
-                self.transport.write(_CONTINUE)
 
     def on_body(self, body: bytes) -> None:
-        if self._body is None:
-            self._body = bytearray()
-        if len(self._body) + len(body) > self.max_body:
+        held = self._body
+        if len(body) + (0 if held is None else len(held)) > self.max_body:
             raise RequestRefused(413, "body_size", f"Request body is over the limit of {self.max_body} bytes")
-        self._body += body  # one growing buffer: a large body is one allocation, returned whole when done
+        if held is None:
+            self._body = body  # the common case: the whole body in one piece
+        elif isinstance(held, bytes):
+            self._body = bytearray(held) + body  # one growing buffer: a large body is one allocation
+        else:
+            held += body
 
     def on_message_complete(self) -> None:
         self._in_head = self._in_body = False
-        body = bytes(self._body) if self._body is not None else b""
-        self._body = None
-        encoding = self._headers.get(b"content-encoding")
-        if encoding is not None and encoding.strip().lower() != b"identity":
-            body = inflate(body, encoding.strip().lower(), self.max_body)
+        body = self._body
+        if body is None:
+            body = b""
+        else:
+            self._body = None
+            if not isinstance(body, bytes):
+                body = bytes(body)
+        headers = self._headers
+        if b"content-encoding" in headers:
+            encoding = headers[b"content-encoding"].strip().lower()
+            if encoding != b"identity":
+                body = inflate(body, encoding, self.max_body)
         parser = self.parser
-        request = HttpRequest(parser.get_method().decode("ascii", "replace"), self._url.decode("latin-1"),
-                              self._headers, body, keep_alive=parser.should_keep_alive())
-        request.reserved, self._reserved = self._reserved, 0
-        self._queue.append(request)
+        method = parser.get_method()
+        request = HttpRequest(_METHODS.get(method) or method.decode("ascii", "replace"),
+                              self._url.decode("latin-1"), headers, body, keep_alive=parser.should_keep_alive())
+        if self._reserved:
+            request.reserved, self._reserved = self._reserved, 0
+        if self._busy or self._queue or self.write_paused or self.closing:
+            self._queue.append(request)
+        else:
+            self._answer(request)  # the common case: answered as soon as it is parsed, in order
 
     def _budget_granted(self) -> None:
         self._awaiting_budget = False
@@ -325,7 +365,8 @@ class HttpProtocol(ListenerProtocol):
     # -- parsing and answering ----------------------------------------------
 
     def _feed(self, data: bytes) -> None:
-        if self._in_head or not (self._in_body or self._queue or self._busy):
+        self._feeding = len(data)
+        if self._in_head:
             self._head_fed += len(data)  # bytes of a head that the callbacks have not seen yet (a long line)
             if self._head_fed > self.limits.max_header_bytes + FEED_SLICE:
                 self._refuse(RequestRefused(431, "header_size", "Request headers are over "
@@ -407,9 +448,13 @@ class HttpProtocol(ListenerProtocol):
             self._release(request)
         if self.closing or self.transport is None:
             return
+        if (request.keep_alive and not (response.close or self._draining or self.state.draining)
+                and b"connection" not in request.raw_headers and request.method != "HEAD"):
+            self.transport.write(response.encode(date=http_date()))  # the common case
+            return
         close = response.close or not request.keep_alive or self._draining or self.state.draining
         asked = request.raw_headers.get(b"connection")  # HTTP/1.0 clients ask for keep-alive: say it is granted
-        data = response.encode(date=_Clock.date(), close=close, head=request.method == "HEAD",
+        data = response.encode(date=http_date(), close=close, head=request.method == "HEAD",
                                keep_alive=not close and asked is not None and asked.lower() == b"keep-alive")
         if close:
             self._drop_queue()
@@ -424,7 +469,7 @@ class HttpProtocol(ListenerProtocol):
         self._drop_queue()
         self._pending = bytearray()
         self.refuse(refused.reason, f"refusing request: {refused.message}",
-                    response.encode(date=_Clock.date(), close=True))
+                    response.encode(date=http_date(), close=True))
 
 
 def _plain_error(status: int, message: str) -> HttpResponse:
