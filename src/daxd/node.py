@@ -48,6 +48,7 @@ from daxd.stats import Sampler
 from daxd.streams.client import StreamsUpstream, streams_endpoint
 from daxd.streams.stats import StreamCollector
 from daxd.streams.tailer import StreamTailer
+from daxd.tasks import cancel_and_wait
 from daxd.tier.client import TlsFiles, ValkeyTier
 from daxd.tier.leases import CLIENT_NAME, StreamLeases
 from daxd.tier.members import ValkeyMembers
@@ -573,11 +574,7 @@ class Node:
         grace = self.settings.shutdown_grace
         log.info("stopping: closing listeners and draining in-flight requests (up to %g s; a second "
                  "Ctrl-C exits at once)", grace)
-        for task in self._background:
-            task.cancel()
-        for task in self._background:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._background)
         finished, cut = await listener.shutdown(self._servers, self.listeners, grace)
         self._servers.clear()
         if cut:

@@ -26,6 +26,7 @@ IO_AND_WIRING = ("daxd.frontends", "daxd.node", "daxd.workers", "daxd.cli", "dax
 RULES: list[tuple[str, tuple[str, ...], str]] = [
     *((pure, IO_AND_WIRING, "the pure core does no I/O and knows no front end") for pure in PURE),
     ("daxd.model", ("daxd.",), "the model is the bottom layer"),
+    ("daxd.tasks", ("daxd.",), "the helper that stops background tasks is a leaf every layer may use"),
     ("daxd.accelerator", ("daxd.cluster", "daxd.streams", "daxd.tier.client"),
      "the Accelerator emits changes; peers, streams and Valkey call it, not the other way"),
     ("daxd.frontends", ("daxd.node", "daxd.workers", "daxd.cli", "daxd.streams", "daxd.inprocess",

@@ -47,7 +47,6 @@ Everything with a clock or a socket is injected: ``client`` (see
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -67,6 +66,7 @@ from daxd.streams.planner import (
     ShardPlanner,
 )
 from daxd.streams.stats import StreamStats
+from daxd.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from daxd.accelerator import Accelerator
@@ -225,11 +225,7 @@ class StreamTailer:
         if self._task is not None:
             tasks.append(self._task)
             self._task = None
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(tasks)
         log.info("stream tailer stopped")
 
     def reassign(self) -> None:

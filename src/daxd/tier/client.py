@@ -45,6 +45,7 @@ import valkey.asyncio as valkey_async
 from valkey.asyncio.cluster import ValkeyCluster
 from valkey.exceptions import ValkeyError
 
+from daxd.tasks import cancel_and_wait
 from daxd.tier.shared import (
     BUMP_SCRIPT,
     COMMIT_SCRIPT,
@@ -222,10 +223,7 @@ class ValkeyTier:
         return self.up
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait([self._task])
         await self.client.aclose()
 
     def _went_down(self, reason: str) -> None:

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 from daxd.streams.leasing import ShardRef, decode_checkpoint, encode_checkpoint, plan
 from daxd.streams.planner import Position
+from daxd.tasks import cancel_and_wait
 from daxd.tier.shared import TABLE_DISTRUST, table_entry_patterns
 
 if TYPE_CHECKING:
@@ -219,11 +220,8 @@ class StreamLeases:
 
     async def stop(self) -> None:
         """Stop the rounds and give every lease back (another node resumes them at once)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait([task])
         held, self.held = list(self.held), {}
         with contextlib.suppress(Exception):
             for ref in held:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from daxd.tasks import cancel_and_wait
 from daxd.tier.members import PREFIX as MEMBER_PREFIX
 from daxd.tier.members import REGISTRY as MEMBER_REGISTRY
 
@@ -64,11 +65,8 @@ class Reporter:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="daxd-tier-report")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait([task])
         with contextlib.suppress(Exception):
             await self.client.delete(self.key)
             await self.client.zrem(REGISTRY, self.key)
