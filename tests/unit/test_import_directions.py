@@ -20,8 +20,8 @@ PURE = ("daxd.model", "daxd.messages", "daxd.cache", "daxd.flights", "daxd.accel
         "daxd.permissions")
 IO_AND_WIRING = ("daxd.frontends", "daxd.node", "daxd.workers", "daxd.cli", "daxd.inprocess", "daxd.drivers",
                  "daxd.upstream", "daxd.streams.tailer", "daxd.streams.client", "daxd.tier.client",
-                 "daxd.tier.members", "daxd.tier.leases", "daxd.tier.reports", "daxd.tier.server", "daxd.cluster",
-                 "daxd.embedded", "daxd.status")
+                 "daxd.tier.members", "daxd.tier.registry", "daxd.tier.leases", "daxd.tier.reports",
+                 "daxd.tier.server", "daxd.cluster", "daxd.embedded", "daxd.status")
 
 RULES: list[tuple[str, tuple[str, ...], str]] = [
     *((pure, IO_AND_WIRING, "the pure core does no I/O and knows no front end") for pure in PURE),

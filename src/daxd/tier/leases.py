@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 from daxd.streams.leasing import ShardRef, decode_checkpoint, encode_checkpoint, plan
 from daxd.streams.planner import Position
 from daxd.tasks import cancel_and_wait
+from daxd.tier.registry import mget_across_slots
 from daxd.tier.shared import TABLE_DISTRUST, table_entry_patterns
 
 if TYPE_CHECKING:
@@ -250,8 +251,7 @@ class StreamLeases:
         await self._sync_tables()
         known = list(self.known)
         if known:
-            mget = getattr(self.client, "mget_nonatomic", self.client.mget)  # a cluster: keys span slots
-            holders = await mget([LEASE + shard_id(r.table, r.shard) for r in known])
+            holders = await mget_across_slots(self.client, [LEASE + shard_id(r.table, r.shard) for r in known])
             found = {r: (h.decode() if h is not None else None) for r, h in zip(known, holders, strict=True)}
             dead = await self._dead_holders({h for h in found.values() if h is not None and h != self.name})
             gone = {r: h for r, h in found.items() if h in dead}

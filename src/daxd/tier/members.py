@@ -24,23 +24,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from typing import Any
 
 import orjson
 
 from daxd.cluster.membership import LiveNode, node_id_of
+from daxd.tier.registry import register, registered_values, unregister
 
 log = logging.getLogger("daxd.tier")
 
 PREFIX = b"dx:n:"
-#: The names of the registered nodes (a sorted set scored by each name's last heartbeat, epoch ms):
-#: listing the nodes costs one ZRANGE and one MGET however many keys the tier holds (a SCAN for
-#: ``dx:n:*`` would walk the whole keyspace every second, on every node). A name's registration key
-#: is the truth (it expires); the set only says which keys to read, and forgets names silent for
-#: :data:`FORGET_MS`.
+#: The names of the registered nodes (:mod:`daxd.tier.registry`: listing them never walks the keyspace).
 REGISTRY = b"dx:nodes"
-FORGET_MS = 60_000
 HEARTBEAT = 1.0
 EXPIRY_MS = 3000
 #: Seconds :meth:`ValkeyMembers.stop` waits for the loop's last Valkey call (its client times out in 1 s).
@@ -108,7 +103,7 @@ class ValkeyMembers:
             self.advertised, self.left = False, True
             with contextlib.suppress(Exception):
                 await self.client.delete(self.key)
-                await self.client.zrem(REGISTRY, self.name)
+                await unregister(self.client, REGISTRY, self.name)
 
     async def stop(self) -> None:
         """Stop listing and heartbeating (deregistering first if still registered).
@@ -129,7 +124,7 @@ class ValkeyMembers:
 
     async def _register(self) -> None:
         await self.client.set(self.key, orjson.dumps(self.me), px=EXPIRY_MS)
-        await self.client.zadd(REGISTRY, {self.name: int(time.time() * 1000)})
+        await register(self.client, REGISTRY, self.name)
 
     async def _heartbeat(self) -> None:
         async with self._lock:
@@ -137,11 +132,8 @@ class ValkeyMembers:
                 await self._register()
 
     async def _list(self) -> None:
-        await self.client.zremrangebyscore(REGISTRY, "-inf", int(time.time() * 1000) - FORGET_MS)
-        names = [PREFIX + name for name in await self.client.zrange(REGISTRY, 0, -1)]
-        mget = getattr(self.client, "mget_nonatomic", self.client.mget)  # a cluster: names span slots
-        values = await mget(names) if names else []
-        others = sorted((_parse(v) for v in values if v is not None), key=lambda o: o.get("name", ""))
+        values = await registered_values(self.client, REGISTRY, PREFIX)
+        others = sorted((_parse(v) for _, v in values), key=lambda o: o.get("name", ""))
         self.others = [o for o in others if o and o["name"] != self.name]
 
     async def _run(self) -> None:

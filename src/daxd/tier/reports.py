@@ -27,6 +27,7 @@ import orjson
 from daxd.tasks import cancel_and_wait
 from daxd.tier.members import PREFIX as MEMBER_PREFIX
 from daxd.tier.members import REGISTRY as MEMBER_REGISTRY
+from daxd.tier.registry import register, registered_values, unregister
 
 if TYPE_CHECKING:
     from daxd.nodeview import NodeView
@@ -34,10 +35,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("daxd.tier")
 
 PREFIX = b"dx:r:"
-#: The report keys written (a sorted set scored by each key's last write, epoch ms), so listing them
-#: never walks the keyspace; names silent for a minute are forgotten (their keys expired long ago).
+#: The report keys written (:mod:`daxd.tier.registry`: listing them never walks the keyspace).
 REGISTRY = b"dx:reports"
-FORGET_MS = 60_000
 EVERY = 1.0
 EXPIRY_MS = 3000
 #: Figures of Valkey's INFO shown for the shared tier.
@@ -69,26 +68,20 @@ class Reporter:
         await cancel_and_wait([task])
         with contextlib.suppress(Exception):
             await self.client.delete(self.key)
-            await self.client.zrem(REGISTRY, self.key)
+            await unregister(self.client, REGISTRY, self.key)
 
     async def _run(self) -> None:
         while True:
             with contextlib.suppress(Exception):  # Valkey down: the report expires, status shows the node without
                 await self.client.set(self.key, orjson.dumps(self.figures()), px=EXPIRY_MS)
-                await self.client.zadd(REGISTRY, {self.key: int(time.time() * 1000)})
+                await register(self.client, REGISTRY, self.key)
             await asyncio.sleep(EVERY)
 
 
 async def _values(client: Any, registry: bytes, prefix: bytes = b"") -> list[tuple[bytes, Any]]:
     """The live keys a registry names (``prefix`` + each member), with their JSON values."""
-    await client.zremrangebyscore(registry, "-inf", int(time.time() * 1000) - FORGET_MS)
-    names = [prefix + name for name in await client.zrange(registry, 0, -1)]
-    mget = getattr(client, "mget_nonatomic", client.mget)  # a cluster: keys span slots
-    values = await mget(names) if names else []
     found = []
-    for name, raw in zip(names, values, strict=True):
-        if raw is None:
-            continue
+    for name, raw in await registered_values(client, registry, prefix):
         with contextlib.suppress(orjson.JSONDecodeError):
             found.append((name, orjson.loads(raw)))
     return found
