@@ -16,6 +16,7 @@ from typing import Any
 from daxd.cache.generations import Generations
 from daxd.cache.stamps import Stamps
 from daxd.cache.store import Store
+from daxd.cache.ttl import TableTtl
 from daxd.model.keys import compact
 
 #: (flush generation of the table, generation of the key[, shared write stamp of the key]).
@@ -35,21 +36,16 @@ class CachedItem:
         self.stamp = stamp
 
 
-class ItemCache:
+class ItemCache(TableTtl):
     def __init__(self, store: Store[tuple[Any, ...], Any], *, ttl: float, flushes: Generations,
                  timer: Callable[[], float], ttl_of: Callable[[str], float] | None = None) -> None:
+        super().__init__(ttl, ttl_of)
         self.store = store
-        self.ttl = ttl
-        #: A table's own TTL (the Accelerator's per-table policy); None: ``ttl`` for every table.
-        self.ttl_of = ttl_of
         self.flushes = flushes
         self.timer = timer
         self.keys = Generations()
         #: Write stamps shared with the node's other worker processes (None: a single process).
         self.stamps: Stamps | None = None
-        #: While set, no entry lives longer than this many seconds (the shared tier is down: L1 can
-        #: hear no invalidations, so it caches only briefly; see daxd.tier.client).
-        self.ttl_cap: float | None = None
         self._projections: dict[tuple[str, bytes], set[str]] = {}
 
     def get(self, table: str, key: bytes, projection: str = "") -> CachedItem | None:
@@ -119,13 +115,6 @@ class ItemCache:
             item = compact(item)
         size = len(key) + len(projection) + (len(item) if item is not None else 0)
         store_key = ("i", table, key, projection)
-        ttl = capped(self.ttl if self.ttl_of is None else self.ttl_of(table), self.ttl_cap)
+        ttl = self.ttl_for(table)
         stamp = self.stamps.read(table, key) if self.stamps is not None else 0
         return self.store.put(store_key, CachedItem(item, store_key, stamp), size, ttl)
-
-
-def capped(ttl: float, cap: float | None) -> float:
-    """A TTL no longer than ``cap`` (None: no cap); 0 means no expiry, so a cap replaces it."""
-    if cap is None:
-        return ttl
-    return min(ttl, cap) if ttl else cap

@@ -18,9 +18,9 @@ from collections.abc import Callable
 from typing import Any
 
 from daxd.cache.generations import Generations
-from daxd.cache.item_cache import capped
 from daxd.cache.stamps import Stamps
 from daxd.cache.store import Store
+from daxd.cache.ttl import TableTtl
 from daxd.model.keys import compact
 
 #: (flush generation of the table, generation of the partition or table[, its shared write stamp]).
@@ -38,21 +38,17 @@ class CachedPage:
         self.extra: dict[str, Any] | None = None
 
 
-class QueryCache:
+class QueryCache(TableTtl):
     def __init__(self, store: Store[tuple[Any, ...], Any], *, ttl: float, flushes: Generations,
                  timer: Callable[[], float], ttl_of: Callable[[str], float] | None = None) -> None:
+        super().__init__(ttl, ttl_of)
         self.store = store
-        self.ttl = ttl
-        #: A table's own TTL (the Accelerator's per-table policy); None: ``ttl`` for every table.
-        self.ttl_of = ttl_of
         self.flushes = flushes
         self.timer = timer
         self.partitions = Generations()
         self.tables = Generations()
         #: Write stamps shared with the node's other worker processes (None: a single process).
         self.stamps: Stamps | None = None
-        #: While set, no page lives longer than this many seconds (see :attr:`ItemCache.ttl_cap`).
-        self.ttl_cap: float | None = None
 
     @property
     def enabled(self) -> bool:
@@ -80,7 +76,7 @@ class QueryCache:
         if token != self.token(table, partition):
             return False
         request, page = compact(request), CachedPage(compact(body), token)
-        ttl = capped(self.ttl if self.ttl_of is None else self.ttl_of(table), self.ttl_cap)
+        ttl = self.ttl_for(table)
         return self.store.put(("q", table, request), page, len(request) + len(body), ttl)
 
     def invalidate(self, table: str, partition: bytes | None, *, share: bool = True) -> None:
