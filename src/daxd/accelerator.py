@@ -45,7 +45,7 @@ from daxd.model.expressions import legacy_partition_value, partition_value
 from daxd.model.keys import TableSchema
 from daxd.model.requests import check_request
 from daxd.model.stream_records import Outcome, StreamRecord
-from daxd.model.values import normalize_item
+from daxd.model.values import check_item_size, normalize_item
 from daxd.observability import Metrics
 from daxd.policy import TablePolicies
 from daxd.tier.shared import SharedTier, parse_invalidation
@@ -523,6 +523,7 @@ class Accelerator:
 
     def _put_item(self, req: dict[str, Any], raw: bytes | None) -> Plan:
         table = _table(req)
+        check_item_size(req.get("Item"))
         if not self._cached(table):
             return (yield from self._forward("PutItem", req, raw))
         schema = yield from self.table_schema(table)
@@ -575,6 +576,7 @@ class Accelerator:
             for write in requests:
                 put, delete = (write or {}).get("PutRequest"), (write or {}).get("DeleteRequest")
                 if isinstance(put, dict):
+                    check_item_size(put.get("Item"))
                     item = normalize_item(put.get("Item"))
                     writes.append((table, *self._locate(item, schema), dumps(item)))
                 elif isinstance(delete, dict):

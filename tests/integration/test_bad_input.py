@@ -107,3 +107,26 @@ def test_garbage_bytes_get_a_400_and_do_not_hurt_other_clients(node: DaxdNode, t
     item = api.get_item(TableName=table, Key={"pk": {"S": "safe"}, "sk": {"N": "1"}})["Item"]
     assert item["pk"] == {"S": "safe"}
     assert node.process.poll() is None
+
+
+def upstream_puts(node: DaxdNode) -> float:
+    import re
+    import urllib.request
+    with urllib.request.urlopen(node.admin + "/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    match = re.search(r'daxd_upstream_latency_seconds_count\{operation="PutItem"\} (\S+)', text)
+    return float(match.group(1)) if match else 0.0
+
+
+@pytest.mark.parametrize("size", [500 * 1024, 15 * 1024 * 1024])
+def test_an_item_over_400_kb_gets_dynamodbs_answer_without_being_forwarded(
+        node: DaxdNode, ddb: Any, table: str, size: int) -> None:
+    body = orjson.dumps({"TableName": table, "Item": {"pk": {"S": "big"}, "sk": {"N": "1"}, "v": {"S": "x" * size}}})
+    forwarded = upstream_puts(node)
+    status, payload = post(node, body, target=TARGET + "PutItem")
+    assert status == 400 and code(payload) == "ValidationException"
+    assert upstream_puts(node) == forwarded  # refused by the node itself
+    with pytest.raises(ddb.exceptions.ClientError) as direct:
+        ddb.put_item(TableName=table, Item={"pk": {"S": "big"}, "sk": {"N": "1"}, "v": {"S": "x" * 500 * 1024}})
+    assert direct.value.response["Error"]["Code"] == "ValidationException"
+    assert payload["message"] == direct.value.response["Error"]["Message"]

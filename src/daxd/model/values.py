@@ -276,3 +276,64 @@ def _normalize_map(item: Any, what: str) -> Item:
             raise ValidationException(f"The supplied Item contains a null AttributeValue: {name} is null")
         normal[name] = _normalize(value)
     return normal
+
+
+#: DynamoDB's largest item: 400 KB, counting attribute names and values (its documented hard limit).
+ITEM_SIZE_MAX = 400 * 1024
+_ITEM_TOO_LARGE = "Item size has exceeded the maximum allowed size"
+
+
+def check_item_size(item: Any) -> None:
+    """Refuse an item DynamoDB certainly refuses as too large, before anything copies or forwards it.
+
+    Only a lower bound of the size is counted (attribute names, strings and
+    binaries; numbers, booleans and per-element overheads only add), so no
+    item DynamoDB would store is refused here. A client sending megabytes in
+    one PutItem then costs one parse, not a normalized copy, a re-encoding,
+    a signature and an upstream round trip.
+
+    Raises:
+        ValidationException: the item is over :data:`ITEM_SIZE_MAX`.
+    """
+    if isinstance(item, dict) and _map_floor(item) > ITEM_SIZE_MAX:
+        raise ValidationException(_ITEM_TOO_LARGE)
+
+
+def _map_floor(item: dict[Any, Any]) -> int:
+    """Bytes an item (or an ``M`` value: names to AttributeValues) certainly takes."""
+    return sum(_text_floor(name) + _value_floor(value) for name, value in item.items())
+
+
+def _value_floor(value: Any) -> int:
+    """Bytes one AttributeValue certainly takes (its type tag is not stored)."""
+    if not isinstance(value, dict):
+        return 0
+    total = 0
+    for kind, inner in value.items():
+        if kind == "S" or kind == "SS":
+            total += _text_floor(inner)
+        elif kind == "B" or kind == "BS":
+            total += _binary_floor(inner)
+        elif kind == "M" and isinstance(inner, dict):
+            total += _map_floor(inner)
+        elif kind == "L" and isinstance(inner, list):
+            total += sum(_value_floor(v) for v in inner)
+    return total
+
+
+def _text_floor(value: Any) -> int:
+    """UTF-8 bytes of a string (or a list of them)."""
+    if isinstance(value, str):
+        return len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))
+    if isinstance(value, list):
+        return sum(_text_floor(v) for v in value)
+    return 0
+
+
+def _binary_floor(value: Any) -> int:
+    """Bytes a base64 value (or a list of them) decodes to, at least."""
+    if isinstance(value, str):
+        return max(len(value) * 3 // 4 - 2, 0)
+    if isinstance(value, list):
+        return sum(_binary_floor(v) for v in value)
+    return 0
