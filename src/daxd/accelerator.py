@@ -38,7 +38,7 @@ from daxd.cache.item_cache import CachedItem, ItemCache, Token
 from daxd.cache.query_cache import QueryCache
 from daxd.cache.store import Store
 from daxd.cache.stream_order import Applied, KeyOrder
-from daxd.messages import Call, Change, Response
+from daxd.messages import MEMO_BODY_MAX, Call, Change, Response
 from daxd.model import keys
 from daxd.model.errors import AccessDeniedException, DaxdError, ResourceNotFoundException, ValidationException
 from daxd.model.expressions import legacy_partition_value, partition_value
@@ -181,9 +181,9 @@ class Accelerator:
 
     def plan(self, operation: str, request: dict[str, Any], raw: bytes | None = None) -> Plan:
         """The plan for one operation. ``raw`` is the request's JSON if the caller has it."""
-        if raw is None or (operation, raw) not in self._checked:
+        if raw is None or len(raw) > MEMO_BODY_MAX or (operation, raw) not in self._checked:
             check_request(operation, request)  # refused as DynamoDB refuses it, before any policy reads it
-            if raw is not None:
+            if raw is not None and len(raw) <= MEMO_BODY_MAX:
                 self._remember_checked(operation, raw)
         handler = self._handlers.get(operation)
         if handler is not None:

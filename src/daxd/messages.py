@@ -68,6 +68,11 @@ class Response:
         return self._data
 
 
+#: Request bodies at most this long may be remembered by the memos that skip re-parsing or
+#: re-checking repeated requests; a memo of larger ones would hold megabytes per entry.
+MEMO_BODY_MAX = 4096
+
+
 def parse_body(body: bytes) -> dict[str, Any]:
     """Decode a request body, with DynamoDB's answer for bad JSON.
 

@@ -26,7 +26,7 @@ from daxd.accelerator import ItemRef, Plan, item_body
 from daxd.cache.item_cache import CachedItem
 from daxd.drivers import AsyncDriver
 from daxd.frontends.httpserver import HttpRequest, HttpResponse
-from daxd.messages import Response, parse_body
+from daxd.messages import MEMO_BODY_MAX, Response, parse_body
 from daxd.model.errors import (
     DaxdError,
     InternalServerError,
@@ -127,16 +127,17 @@ class DynamoDBApp:
         decoding them and canonicalizing the key costs more than the lookup
         (as in the DAX front's memo). Bounded: cleared when full.
         """
-        ref = self._item_refs.get(body)
+        ref = self._item_refs.get(body) if len(body) <= MEMO_BODY_MAX else None
         if ref is not None:
             return self.accelerator.get_item_at(ref, None, body)
         data = parse_body(body)
         ref = self.accelerator.item_ref(data)
         if ref is None:
             return self.accelerator.plan("GetItem", data, body)
-        if len(self._item_refs) >= ITEM_REFS_MAX:
-            self._item_refs.clear()
-        self._item_refs[body] = ref
+        if len(body) <= MEMO_BODY_MAX:
+            if len(self._item_refs) >= ITEM_REFS_MAX:
+                self._item_refs.clear()
+            self._item_refs[body] = ref
         return self.accelerator.get_item_at(ref, data, body)
 
     def _operation(self, request: HttpRequest) -> str:

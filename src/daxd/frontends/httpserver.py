@@ -66,7 +66,7 @@ class HttpRequest:
     ``headers`` decodes them to text only when someone asks (SigV4 checks do,
     the cache-hit path does not)."""
 
-    __slots__ = ("_headers", "body", "keep_alive", "method", "path", "raw_headers", "reserved")
+    __slots__ = ("_headers", "body", "keep_alive", "method", "path", "raw_headers", "reserved", "turn")
 
     def __init__(self, method: str, path: str, raw_headers: dict[bytes, bytes], body: bytes,
                  *, keep_alive: bool = True) -> None:
@@ -77,6 +77,8 @@ class HttpRequest:
         self.keep_alive = keep_alive
         #: Bytes of the node's request budget this request holds until it is answered.
         self.reserved = 0
+        #: A large request's turn to be answered has come (see :class:`RequestBudget`).
+        self.turn = False
         self._headers: dict[str, str] | None = None
 
     @property
@@ -422,6 +424,10 @@ class HttpProtocol(ListenerProtocol):
             self.touch_idle()
 
     def _answer(self, request: HttpRequest) -> None:
+        if request.reserved and not request.turn:  # a large body: decoded in its turn (see RequestBudget)
+            self._busy = True
+            self.state.budget.take_turn(lambda: self._on_turn(request))
+            return
         try:
             result = self.app(request)
         except Exception:
@@ -432,6 +438,15 @@ class HttpProtocol(ListenerProtocol):
             return
         self._busy = True
         self.state.track(self.loop.create_task(self._await(request, result)))
+
+    def _on_turn(self, request: HttpRequest) -> None:
+        self._busy = False
+        if self.closing:
+            self._release(request)
+            return
+        request.turn = True
+        self._answer(request)
+        self._advance()
 
     async def _await(self, request: HttpRequest, pending: Awaitable[HttpResponse]) -> None:
         try:

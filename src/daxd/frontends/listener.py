@@ -77,19 +77,40 @@ class Limits:
 
 
 class RequestBudget:
-    """Bytes of large request bodies the node holds at once, across all its listeners.
+    """Bytes of large request bodies the node holds at once, across all its listeners, and their turns.
 
     A body of known length over :data:`BUDGETED` reserves its size when its
     headers arrive and gives it back when it is answered. A reservation that
     does not fit waits (its connection stops reading) in arrival order; one is
     always granted when nothing else is held, so a body larger than the whole
     budget still goes through, alone. Smaller requests never wait.
+
+    **Turns.** Decoding a body of megabytes holds the event loop for tens of
+    milliseconds. Large requests are therefore answered one per event-loop
+    iteration (:meth:`take_turn`): between two of them the loop polls its
+    sockets and serves whatever small requests arrived meanwhile, so a burst
+    of large requests delays a small one by one decode, not by all of them.
     """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
         self._waiting: deque[tuple[int, Callable[[], None]]] = deque()
+        self._turns: deque[Callable[[], None]] = deque()
+
+    def take_turn(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` in a later event-loop iteration, after the large requests queued before it."""
+        self._turns.append(callback)
+        if len(self._turns) == 1:
+            asyncio.get_running_loop().call_soon(self._next_turn)
+
+    def _next_turn(self) -> None:
+        callback = self._turns.popleft()
+        try:
+            callback()
+        finally:
+            if self._turns:
+                asyncio.get_running_loop().call_soon(self._next_turn)  # the next one after the loop's next poll
 
     def reserve(self, size: int, granted: Callable[[], None]) -> bool:
         """True if ``size`` bytes are reserved now; otherwise ``granted`` is called when they are."""
