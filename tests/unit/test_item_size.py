@@ -43,3 +43,15 @@ def test_an_item_at_most_400_kb_or_of_unknown_size_passes(value: dict[str, Any])
 @pytest.mark.parametrize("item", [None, "text", [1, 2], {"a": None}, {"a": {"L": "not a list"}}, {1: {"S": 2}}])
 def test_malformed_items_are_left_to_the_model_checks(item: Any) -> None:
     check_item_size(item)
+
+
+def test_large_bodies_are_not_remembered_by_the_checked_memo() -> None:
+    import orjson
+
+    from daxd.accelerator import Accelerator, CacheSettings
+    from daxd.messages import MEMO_BODY_MAX
+    accelerator = Accelerator(CacheSettings(item_ttl=60, query_ttl=60))
+    for size in (10, MEMO_BODY_MAX):
+        request = {"TableName": "t", "Key": {"pk": {"S": "x" * size}}}
+        accelerator.plan("GetItem", request, orjson.dumps(request))
+    assert len(accelerator._checked) == 1  # the small body only

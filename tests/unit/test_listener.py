@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import zlib
 
@@ -56,3 +57,19 @@ def test_inflate_bounds_the_output_and_names_what_is_wrong() -> None:
     with pytest.raises(RequestRefused) as unknown:
         inflate(data, b"br", 1000)
     assert unknown.value.status == 415
+
+
+async def test_large_requests_take_turns_with_the_loop_polling_between_them() -> None:
+    budget = RequestBudget(100)
+    loop = asyncio.get_running_loop()
+    order: list[str] = []
+
+    def large(name: str) -> None:
+        order.append(name)
+        loop.call_soon(order.append, f"small after {name}")  # stands for a socket that became ready meanwhile
+
+    for name in ("a", "b", "c"):
+        budget.take_turn(lambda name=name: large(name))
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert order == ["a", "small after a", "b", "small after b", "c", "small after c"]
