@@ -35,6 +35,7 @@ from daxd.config import ConfigError, Settings
 from daxd.drivers import AsyncDriver
 from daxd.embedded import EmbeddedBackend
 from daxd.frontends import admin, httpserver, listener
+from daxd.frontends.bodies import BodyDecoder
 from daxd.frontends.dax import server as dax_server
 from daxd.frontends.dax.attrs import AttributeListTable
 from daxd.frontends.dax.service import DaxService
@@ -216,6 +217,8 @@ class Node:
         self.attr_lists = AttributeListTable(settings.attribute_lists_max)
         self.listeners: list[ListenerState] = []
         self.request_budget = RequestBudget(settings.request_budget)
+        #: Large HTTP bodies are decoded in a helper process (daxd.frontends.bodies).
+        self.decoder = BodyDecoder()
         self.metrics.registry.register(dax_server.DaxCollector(self.attr_lists))
         self.metrics.registry.register(ListenerCollector(self.listeners))
         self.advertise = advertised_address(settings)
@@ -281,7 +284,7 @@ class Node:
         self.streams_upstream = self._make_streams_upstream()  # also serves the Streams API on the HTTP port
         authorizer = http_authorizer(self.secrets) if self.secrets is not None else None
         api = DynamoDBApp(self.driver, self.metrics, authorizer, self.keyring,
-                          streams=self.streams_upstream.call_streams, region=self.region)
+                          streams=self.streams_upstream.call_streams, region=self.region, decoder=self.decoder)
         self.http_port = await self._listen_http("http", api, s.http_port, None)
         if self.worker is not None:  # the supervisor serves the node's admin port and asks each worker here
             state = ListenerState("admin", Limits())
@@ -583,6 +586,7 @@ class Node:
         else:
             log.info("drain: %d in-flight request(s) finished, none cut off", finished)
         await self._stop_streams()
+        self.decoder.close()
         if self.reporter is not None:
             await self.reporter.stop()
         if self.members is not None:

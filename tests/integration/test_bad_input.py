@@ -130,3 +130,21 @@ def test_an_item_over_400_kb_gets_dynamodbs_answer_without_being_forwarded(
         ddb.put_item(TableName=table, Item={"pk": {"S": "big"}, "sk": {"N": "1"}, "v": {"S": "x" * 500 * 1024}})
     assert direct.value.response["Error"]["Code"] == "ValidationException"
     assert payload["message"] == direct.value.response["Error"]["Message"]
+
+
+def test_bodies_over_a_mebibyte_are_decoded_off_the_event_loop_with_the_same_answers(
+        node: DaxdNode, ddb: Any, table: str) -> None:
+    items = [{"pk": {"S": f"p{n}"}, "sk": {"N": "1"}, "v": {"S": str(n) * 380_000}} for n in range(4)]
+    body = orjson.dumps({"TableName": table, "RequestItems": {table: [{"PutRequest": {"Item": i}} for i in items]}})
+    assert len(body) > 1 << 20
+    status, payload = post(node, body, target=TARGET + "BatchWriteItem")
+    assert status == 200 and payload.get("UnprocessedItems") == {}, payload
+    stored = ddb.get_item(TableName=table, Key={"pk": {"S": "p3"}, "sk": {"N": "1"}}, ConsistentRead=True)
+    assert stored["Item"]["v"]["S"] == "3" * 380_000
+    status, payload = post(node, b'{"TableName": "' + b"x" * (2 << 20) + b'", oops}', target=TARGET + "PutItem")
+    assert status == 400 and code(payload) == "SerializationException"
+    status, payload = post(node, b"[" + b"1," * (1 << 20) + b"1]", target=TARGET + "PutItem")
+    assert status == 400 and code(payload) == "SerializationException"
+    status, payload = post(node, orjson.dumps({"TableName": table, "Key": {"pk": {"S": "p3"}, "sk": {"N": "1"}},
+                                               "ProjectionExpression": "pk", "x": "y" * (2 << 20)}))
+    assert status == 200 and payload["Item"] == {"pk": {"S": "p3"}}  # a GetItem too (decoded, then planned)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from daxd.accelerator import ItemRef, Plan, item_body
 from daxd.cache.item_cache import CachedItem
 from daxd.drivers import AsyncDriver
+from daxd.frontends.bodies import BodyDecoder
 from daxd.frontends.httpserver import HttpRequest, HttpResponse
 from daxd.messages import MEMO_BODY_MAX, Response, parse_body
 from daxd.model.errors import (
@@ -59,8 +60,10 @@ class DynamoDBApp:
 
     def __init__(self, driver: AsyncDriver, metrics: Metrics, authorizer: Authorizer | None = None,
                  keyring: KeyRing | None = None, streams: StreamsForwarder | None = None,
-                 *, region: str = "us-east-1") -> None:
+                 *, region: str = "us-east-1", decoder: BodyDecoder | None = None) -> None:
         self.driver = driver
+        #: Decodes large bodies off the event loop (the default never does: its threshold is infinite).
+        self.decoder = decoder or BodyDecoder(threshold=1 << 62)
         #: DynamoDB answers ``GET /`` (load balancers' health checks) with this text.
         self.healthy = HttpResponse(200, f"healthy: dynamodb.{region}.amazonaws.com".encode(),
                                     content_type=b"text/plain")
@@ -81,25 +84,43 @@ class DynamoDBApp:
         try:
             operation = self._operation(request)
             key = self.authorizer(request) if self.authorizer is not None else None
-            data = None
-            if self.keyring is not None and not self.keyring.full_access(key):
-                data = parse_body(request.body)
-                self.keyring.check(key, operation, data)
-            if operation.startswith("Streams."):
-                return self._streams(operation, request.body, started)
-            if operation == "GetItem":  # the hot path: a hit needs no plan, a miss reuses the lookup's key
-                found = self._get_item(request.body)
-                if isinstance(found, CachedItem):
-                    return self._ok(Response(body=item_body(found.item)), operation, started)
-                outcome = self.driver.begin_plan(found)
-            else:
-                outcome = self.driver.begin(operation, parse_body(request.body) if data is None else data,
-                                            request.body)
+            if len(request.body) > self.decoder.threshold and not operation.startswith("Streams."):
+                return self._decode_then_dispatch(request.body, operation, key, started)
+            return self._dispatch(request.body, operation, key, None, started)
         except DaxdError as exc:
             return self._error(exc, operation, started)
+
+    def _dispatch(self, body: bytes, operation: str, key: str | None, data: dict[str, Any] | None,
+                  started: float) -> HttpResponse | Awaitable[HttpResponse]:
+        """Answer (or start answering) a request whose identity was checked; ``data``: its body, if decoded.
+
+        Raises:
+            DaxdError: refused before anything was sent upstream.
+        """
+        if self.keyring is not None and not self.keyring.full_access(key):
+            data = parse_body(body) if data is None else data
+            self.keyring.check(key, operation, data)
+        if operation.startswith("Streams."):
+            return self._streams(operation, body, started)
+        if operation == "GetItem" and data is None:  # the hot path: a hit needs no plan, a miss reuses the lookup's key
+            found = self._get_item(body)
+            if isinstance(found, CachedItem):
+                return self._ok(Response(body=item_body(found.item)), operation, started)
+            outcome = self.driver.begin_plan(found)
+        else:
+            outcome = self.driver.begin(operation, parse_body(body) if data is None else data, body)
         if isinstance(outcome, Response):
             return self._ok(outcome, operation, started)
         return self._finish(outcome, operation, started)
+
+    async def _decode_then_dispatch(self, body: bytes, operation: str, key: str | None,
+                                    started: float) -> HttpResponse:
+        """A large body: decoded off the event loop (:mod:`daxd.frontends.bodies`), then answered."""
+        try:
+            answer = self._dispatch(body, operation, key, await self.decoder.decode(body), started)
+        except DaxdError as exc:
+            return self._error(exc, operation, started)
+        return answer if isinstance(answer, HttpResponse) else await answer
 
     async def _finish(self, pending: Coroutine[Any, Any, Response], operation: str,
                       started: float) -> HttpResponse:
