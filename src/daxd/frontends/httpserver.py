@@ -221,14 +221,9 @@ class HttpProtocol(ListenerProtocol):
             return  # a refused connection's remaining input is discarded
         if self._pending or len(data) > FEED_SLICE or self._queue or self._busy:
             self._pending += data
-            self._advance()
-            return
-        self._feed(data)
-        if (self._queue or self._pending or self._busy or self._in_head or self._in_body or self.read_paused
-                or self.write_paused or self.closing or self._awaiting_budget):
-            self._advance()
         else:
-            self.touch_idle()  # the common case: every request read was answered (what _advance ends with)
+            self._feed(data)
+        self._advance()
 
     def on_writable(self) -> None:
         self._advance()
@@ -253,7 +248,7 @@ class HttpProtocol(ListenerProtocol):
 
     def on_message_begin(self) -> None:
         self._url, self._headers, self._body = b"", {}, None
-        self._repeats = self._head_fed = 0
+        self._repeats = self._head_fed = self._header_bytes = 0
         self._in_head = True
         self._message_started = 0.0  # set when the head is found incomplete (see _update_deadline)
 
@@ -269,8 +264,6 @@ class HttpProtocol(ListenerProtocol):
     def _repeated(self, name: bytes) -> None:
         if name in _SINGLE_HEADERS:
             raise RequestRefused(400, "bad_request", f"Repeated {name.decode('latin-1')} header")
-        if not self._repeats:
-            self._header_bytes = 0
         self._repeats += 1
         self._header_bytes += len(name) + len(self._headers[name])  # the value about to be replaced
 
@@ -281,7 +274,7 @@ class HttpProtocol(ListenerProtocol):
             raise RequestRefused(431, "header_count", f"More than {self._max_header_count} request headers")
         if not (self._head_fed or self._repeats) and self._feeding <= self._max_header_bytes:
             return  # the whole head came in one feed no larger than the limit
-        size = (self._header_bytes if self._repeats else 0) + sum(map(len, headers)) + sum(map(len, headers.values()))
+        size = self._header_bytes + sum(map(len, headers)) + sum(map(len, headers.values()))
         if size + len(self._url) + 4 * count > self._max_header_bytes:
             raise RequestRefused(431, "header_size", f"Request headers are over {self._max_header_bytes} bytes")
 
@@ -390,6 +383,10 @@ class HttpProtocol(ListenerProtocol):
 
     def _advance(self) -> None:
         """Answer queued requests and parse more, until a request must wait or the peer must read."""
+        if not (self._queue or self._pending or self._busy or self._in_head or self._in_body or self.read_paused
+                or self.write_paused or self.closing or self._awaiting_budget):
+            self.touch_idle()  # the common case, once per request: all that the rest would do here
+            return
         while not self.closing and not self.write_paused:
             if self._queue and not self._busy:
                 self._answer(self._queue.popleft())
@@ -463,12 +460,11 @@ class HttpProtocol(ListenerProtocol):
             self._release(request)
         if self.closing or self.transport is None:
             return
-        if (request.keep_alive and not (response.close or self._draining or self.state.draining)
-                and b"connection" not in request.raw_headers and request.method != "HEAD"):
-            self.transport.write(response.encode(date=http_date()))  # the common case
-            return
         close = response.close or not request.keep_alive or self._draining or self.state.draining
         asked = request.raw_headers.get(b"connection")  # HTTP/1.0 clients ask for keep-alive: say it is granted
+        if not close and asked is None and request.method != "HEAD":
+            self.transport.write(response.encode(date=http_date()))  # the common case
+            return
         data = response.encode(date=http_date(), close=close, head=request.method == "HEAD",
                                keep_alive=not close and asked is not None and asked.lower() == b"keep-alive")
         if close:
