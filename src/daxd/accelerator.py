@@ -181,10 +181,11 @@ class Accelerator:
 
     def plan(self, operation: str, request: dict[str, Any], raw: bytes | None = None) -> Plan:
         """The plan for one operation. ``raw`` is the request's JSON if the caller has it."""
-        if raw is None or len(raw) > MEMO_BODY_MAX or (operation, raw) not in self._checked:
+        memo = raw if raw is not None and len(raw) <= MEMO_BODY_MAX else None  # the body, if small enough to keep
+        if memo is None or (operation, memo) not in self._checked:
             check_request(operation, request)  # refused as DynamoDB refuses it, before any policy reads it
-            if raw is not None and len(raw) <= MEMO_BODY_MAX:
-                self._remember_checked(operation, raw)
+            if memo is not None:
+                self._remember_checked(operation, memo)
         handler = self._handlers.get(operation)
         if handler is not None:
             if self.tier is not None and operation in _WRITES:

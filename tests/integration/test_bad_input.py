@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import re
 import socket
 from typing import Any
 
@@ -10,6 +11,7 @@ import orjson
 import pytest
 
 from tests.harness import DaxdNode
+from tests.integration.listener_tools import metrics
 
 TARGET = "DynamoDB_20120810."
 SIGNED = "AWS4-HMAC-SHA256 Credential=daxdtest/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=00"
@@ -110,11 +112,7 @@ def test_garbage_bytes_get_a_400_and_do_not_hurt_other_clients(node: DaxdNode, t
 
 
 def upstream_puts(node: DaxdNode) -> float:
-    import re
-    import urllib.request
-    with urllib.request.urlopen(node.admin + "/metrics", timeout=5) as answer:
-        text = answer.read().decode()
-    match = re.search(r'daxd_upstream_latency_seconds_count\{operation="PutItem"\} (\S+)', text)
+    match = re.search(r'daxd_upstream_latency_seconds_count\{operation="PutItem"\} (\S+)', metrics(node))
     return float(match.group(1)) if match else 0.0
 
 

@@ -97,9 +97,8 @@ def test_a_worker_killed_under_load_is_restarted(start_node: Callable[..., DaxdN
     assert outcomes.count(False) <= 5, "more failures than the killed worker's connections explain"
     # Counted by the supervisor (its log line is not checked: the harness reads a node's output only at
     # start and stop, and a loaded CI run once lost it).
-    with urllib.request.urlopen(node.admin + "/metrics", timeout=10) as answer:
-        metrics = answer.read().decode()
-    assert re.search(r"^daxd_worker_restarts_total 1\.0$", metrics, re.M), metrics[-2000:]
+    text = _get(node.admin + "/metrics")[1].decode()
+    assert re.search(r"^daxd_worker_restarts_total 1\.0$", text, re.M), text[-2000:]
     node.stop()
 
 

@@ -148,14 +148,15 @@ class DynamoDBApp:
         decoding them and canonicalizing the key costs more than the lookup
         (as in the DAX front's memo). Bounded: cleared when full.
         """
-        ref = self._item_refs.get(body) if len(body) <= MEMO_BODY_MAX else None
+        memo = len(body) <= MEMO_BODY_MAX
+        ref = self._item_refs.get(body) if memo else None
         if ref is not None:
             return self.accelerator.get_item_at(ref, None, body)
         data = parse_body(body)
         ref = self.accelerator.item_ref(data)
         if ref is None:
             return self.accelerator.plan("GetItem", data, body)
-        if len(body) <= MEMO_BODY_MAX:
+        if memo:
             if len(self._item_refs) >= ITEM_REFS_MAX:
                 self._item_refs.clear()
             self._item_refs[body] = ref
